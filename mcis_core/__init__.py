@@ -1,0 +1,1 @@
+"""mcis_core: the compute behind the MCIS weakly supervised segmentation pipeline."""

@@ -1,0 +1,21 @@
+"""Run a stage's main() and turn expected failures into one clear line and exit code 1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from mcis_core.config import ConfigError
+from mcis_core.download import ArchiveError, DownloadError
+from mcis_core.voc import DatasetError
+
+EXPECTED_ERRORS = (ConfigError, DownloadError, ArchiveError, DatasetError)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Call `main`; print `error: ...` instead of a traceback for bad input or data."""
+    try:
+        main()
+    except EXPECTED_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

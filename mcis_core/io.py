@@ -1,0 +1,87 @@
+"""Atomic file and folder writes, image reading and writing, name lists.
+
+Every artifact of the pipeline is written to a temporary path beside its final
+place and renamed at the end, so an interrupted stage never leaves an output
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `dest` when the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+    os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | Path, mode: str = "w") -> Iterator:
+    """Open a temporary file that replaces `dest` when the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Write `data` as indented, key-sorted JSON, atomically."""
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def read_names(path: str | Path) -> list[str]:
+    """Read a list file with one image name per line."""
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_names(path: str | Path, names: Sequence[str]) -> None:
+    """Write one image name per line."""
+    Path(path).write_text("".join(f"{n}\n" for n in names))
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB."""
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """Read a single-channel image (a palette PNG gives its indices) as (H, W) uint8."""
+    with Image.open(path) as img:
+        if img.mode not in ("L", "P"):
+            img = img.convert("L")
+        return np.asarray(img)
+
+
+def save_gray(path: str | Path, array: np.ndarray) -> None:
+    """Save an (H, W) uint8 array as a grayscale PNG."""
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(path, format="PNG")

@@ -1,0 +1,107 @@
+"""End to end: the real `dvc repro` on a tiny embedded configuration in a temporary git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "data": {
+        "embedded": {"train_images": 6, "aug_images": 8, "val_images": 4, "image_size": [56, 72]}
+    },
+    "saliency": {"compute": {"batch_size": 4}},
+}
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def _merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        base[key] = _merge(base[key], value) if isinstance(value, dict) else value
+    return base
+
+
+def _lock_hashes(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository holding the current working tree with tiny params, committed."""
+    repo = tmp_path_factory.mktemp("clone")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    shutil.rmtree(repo / "metrics", ignore_errors=True)
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    params = _merge(yaml.safe_load((repo / "params.yaml").read_text()), TINY)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"],
+    ):
+        _run(cmd, repo)
+    _run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_repro_builds_dataset_and_saliency(project: Path) -> None:
+    voc = project / "data" / "voc"
+    train_aug = (voc / "ImageSets/Segmentation/train_aug.txt").read_text().split()
+    assert len(train_aug) == 14
+    assert sorted(p.stem for p in (project / "data" / "saliency").glob("*.png")) == sorted(
+        train_aug
+    )
+    dataset = json.loads((project / "metrics" / "dataset.json").read_text())
+    assert dataset["train_images"] == 6 and dataset["val_images"] == 4
+    saliency = json.loads((project / "metrics" / "saliency.json").read_text())
+    assert 0.0 <= saliency["mae"] <= 1.0 and 0.0 <= saliency["max_fbeta"] <= 1.0
+
+
+def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
+    out = _run(["dvc", "repro"], project)
+    assert "Running stage" not in out
+    assert "up to date" in _run(["dvc", "status"], project)
+
+
+def test_forced_rerun_is_byte_identical(project: Path) -> None:
+    before = _lock_hashes(project)
+    shutil.rmtree(project / "data" / "voc")
+    shutil.rmtree(project / "data" / "saliency")
+    _run(["dvc", "repro", "--force", "--no-run-cache"], project)
+    assert _lock_hashes(project) == before
+
+
+def test_saliency_param_change_reruns_only_saliency(project: Path) -> None:
+    out = _run(["dvc", "repro", "--dry"], project)
+    assert "Running stage" not in out
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["saliency"]["compute"]["sweeps"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro"], project)
+    assert "Running stage 'saliency'" in out
+    assert "Running stage 'download'" not in out
