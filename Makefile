@@ -25,3 +25,4 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.saliency_bench
+	$(VENV)/bin/python -m bench.classifier_bench

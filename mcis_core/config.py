@@ -86,10 +86,57 @@ class SaliencyParams:
 
 
 @dataclass(frozen=True)
+class ClassifierParams:
+    """The co-attention classifier and its training (MCIS_SPEC section 2)."""
+
+    backbone: Literal["vgg16", "narrow"] = "narrow"  # vgg16: the paper's; narrow: CPU-sized
+    width: float = 0.25  # channel multiplier of the narrow backbone (vgg16 forces 1)
+    batch_norm: bool = True  # BN after every conv of the narrow backbone (vgg16: never)
+    pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision VGG16 weights
+    pretrained_path: str | None = None  # vgg16-397923af.pth, else the torch hub cache
+    input_size: int = 256  # side of the square network input
+    coattention: bool = True  # co-attention terms (false/false: plain CAM baseline)
+    contrastive: bool = True  # complementary co-attention terms (needs coattention)
+    contrastive_from_epoch: int = 2  # 0-based epoch at which the contrastive terms start
+    views: tuple[float, ...] = (1.0, 0.75, 2.0)  # anchor views as partners; 1.0 = the flip
+    jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.1)  # brightness..hue
+    batch_size: int = 5  # anchor/partner pairs per step, over all processes
+    epochs: int = 15
+    lr: float = 1e-3  # backbone weights; biases x2, head weights x10, head biases x20
+    lr_steps: tuple[int, ...] = (5, 10)  # 0-based epochs at whose start lr is multiplied by gamma
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    use_epoch: int = 10  # 0-based epoch whose checkpoint goes downstream (paper: 10 of 15)
+    nproc: int = 1  # processes (GPUs) for torchrun DDP
+    num_workers: int = 0  # data loader workers per process
+    amp: bool = False  # bf16 autocast, on CUDA only
+
+    def __post_init__(self) -> None:
+        rules = [
+            (self.contrastive and not self.coattention, "contrastive: needs coattention: true"),
+            (self.use_epoch >= self.epochs, f"use_epoch: must be below epochs ({self.epochs})"),
+            (self.batch_size % self.nproc != 0, "batch_size: must be a multiple of nproc"),
+            (
+                self.backbone == "vgg16" and (self.width != 1 or self.batch_norm),
+                "backbone: vgg16 is the paper's network: set width: 1 and batch_norm: false",
+            ),
+            (
+                self.pretrained == "imagenet" and self.backbone != "vgg16",
+                "pretrained: imagenet weights exist for backbone: vgg16 only",
+            ),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise ConfigError(f"classifier.{message}")
+
+
+@dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
     saliency: SaliencyParams = field(default_factory=SaliencyParams)
+    classifier: ClassifierParams = field(default_factory=ClassifierParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -25,6 +25,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would make outputs private to their writer
     try:
         yield tmp
     except BaseException:
@@ -42,6 +43,7 @@ def atomic_file(dest: str | Path, mode: str = "w") -> Iterator:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to their writer
         with os.fdopen(fd, mode) as handle:
             yield handle
         os.replace(tmp, dest)

@@ -56,3 +56,23 @@ def test_bad_params_name_the_key(tmp_path: Path, text: str, message: str) -> Non
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("classifier:\n  coattention: false\n", r"classifier\.contrastive: needs coattention"),
+        ("classifier:\n  epochs: 3\n  use_epoch: 3\n", r"classifier\.use_epoch: must be below"),
+        (
+            "classifier:\n  batch_size: 5\n  nproc: 2\n",
+            r"classifier\.batch_size: must be a multiple",
+        ),
+        ("classifier:\n  backbone: vgg16\n", r"classifier\.backbone: vgg16 is the paper's network"),
+        ("classifier:\n  pretrained: imagenet\n", r"classifier\.pretrained: imagenet weights"),
+    ],
+)
+def test_inconsistent_classifier_params_are_rejected(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_params(_write(tmp_path, text))

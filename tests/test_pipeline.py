@@ -18,6 +18,16 @@ TINY = {
         "embedded": {"train_images": 6, "aug_images": 8, "val_images": 4, "image_size": [56, 72]}
     },
     "saliency": {"compute": {"batch_size": 4}},
+    "classifier": {
+        "width": 0.0625,
+        "batch_norm": False,
+        "input_size": 32,
+        "batch_size": 4,
+        "epochs": 2,
+        "use_epoch": 1,
+        "lr_steps": [1],
+        "contrastive_from_epoch": 1,
+    },
 }
 
 
@@ -69,7 +79,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def test_repro_builds_dataset_and_saliency(project: Path) -> None:
+def test_repro_builds_every_stage(project: Path) -> None:
     voc = project / "data" / "voc"
     train_aug = (voc / "ImageSets/Segmentation/train_aug.txt").read_text().split()
     assert len(train_aug) == 14
@@ -80,6 +90,15 @@ def test_repro_builds_dataset_and_saliency(project: Path) -> None:
     assert dataset["train_images"] == 6 and dataset["val_images"] == 4
     saliency = json.loads((project / "metrics" / "saliency.json").read_text())
     assert 0.0 <= saliency["mae"] <= 1.0 and 0.0 <= saliency["max_fbeta"] <= 1.0
+    classifier = json.loads((project / "metrics" / "classifier.json").read_text())
+    assert classifier["epoch"] == 1 and 0.0 <= classifier["val_map"] <= 1.0
+    history = (project / "metrics" / "classifier_history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,lr,") and len(history) == 3
+    assert (project / "data" / "classifier" / "model.pt").is_file()
+    checkpoints = sorted(
+        p.name for p in (project / "data" / "classifier" / "checkpoints").iterdir()
+    )
+    assert checkpoints == ["epoch_001.pt"]
 
 
 def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
@@ -92,6 +111,7 @@ def test_forced_rerun_is_byte_identical(project: Path) -> None:
     before = _lock_hashes(project)
     shutil.rmtree(project / "data" / "voc")
     shutil.rmtree(project / "data" / "saliency")
+    shutil.rmtree(project / "data" / "classifier")
     _run(["dvc", "repro", "--force", "--no-run-cache"], project)
     assert _lock_hashes(project) == before
 
@@ -105,3 +125,10 @@ def test_saliency_param_change_reruns_only_saliency(project: Path) -> None:
     out = _run(["dvc", "repro"], project)
     assert "Running stage 'saliency'" in out
     assert "Running stage 'download'" not in out
+
+
+def test_classifier_experiment_reruns_only_the_classifier(project: Path) -> None:
+    out = _run(["dvc", "exp", "run", "-S", "classifier.lr=0.02"], project)
+    assert "Running stage 'train_classifier'" in out
+    assert "Running stage 'download'" not in out and "Running stage 'saliency'" not in out
+    assert "0.02" in _run(["dvc", "exp", "show", "--csv"], project)

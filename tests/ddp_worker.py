@@ -1,0 +1,52 @@
+"""One process of the DDP test in test_classifier_training (importable, so `spawn` can start it).
+
+The worker sets the environment torchrun would set, joins the gloo group through
+`init_process`, trains, and leaves its traceback in `error_dir` if anything fails.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from mcis_core.classifier_training import train_classifier, training_fingerprint
+from mcis_core.config import ClassifierParams
+from mcis_core.training import Checkpoints, init_process
+
+
+def train_rank(
+    rank: int,
+    world: int,
+    port: int,
+    params: ClassifierParams,
+    seed: int,
+    voc_dir: Path,
+    folder: Path,
+    error_dir: Path,
+) -> None:
+    """Train as process `rank` of `world` on the CPU; checkpoints go to `folder`."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        CUDA_VISIBLE_DEVICES="",  # gloo on the CPU even where a GPU exists
+    )
+    torch.set_num_threads(1)
+    try:
+        process = init_process()
+        try:
+            if (process.rank, process.world, process.device.type) != (rank, world, "cpu"):
+                raise RuntimeError(f"init_process gave {process}, expected rank {rank} of {world}")
+            checkpoints = Checkpoints(folder, training_fingerprint(params, seed, voc_dir))
+            train_classifier(params, seed, voc_dir, checkpoints, process)
+        finally:
+            dist.destroy_process_group()
+    except BaseException:
+        (error_dir / f"rank{rank}.txt").write_text(traceback.format_exc())
+        raise

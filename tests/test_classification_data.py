@@ -1,0 +1,89 @@
+"""Pair sampling, views and batching of the classifier's training data."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from mcis_core.classification_data import (
+    PairDataset,
+    anchor_views,
+    epoch_batches,
+    label_vector,
+    load_resized,
+    normalize,
+    shard,
+)  # fmt: skip
+from mcis_core.config import EmbeddedParams
+from mcis_core.io import read_names
+from mcis_core.prepare import prepare_embedded
+from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> PairDataset:
+    voc = tmp_path_factory.mktemp("data") / "voc"
+    prepare_embedded(
+        EmbeddedParams(train_images=6, aug_images=14, val_images=2, image_size=(40, 56)),
+        seed=0,
+        out=voc,
+    )
+    names = read_names(voc / LIST_DIR / "train_aug.txt")
+    return PairDataset(
+        voc,
+        names,
+        read_class_labels(voc / LABELS_FILE),
+        input_size=32,
+        view_scales=(1.0, 0.75, 2.0),
+        jitter=(0.3, 0.3, 0.3, 0.1),
+        seed=5,
+    )
+
+
+def test_partner_shares_a_class(dataset: PairDataset) -> None:
+    for index in range(len(dataset)):
+        for draw in range(10):
+            partner = dataset.partner_of(index, np.random.default_rng([draw, index]))
+            assert set(dataset.labels[index]) & set(dataset.labels[partner])
+
+
+def test_items_are_a_function_of_seed_epoch_and_index(dataset: PairDataset) -> None:
+    dataset.set_epoch(0)
+    first, again = dataset[3], dataset[3]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    dataset.set_epoch(1)
+    assert not torch.equal(first["anchor"], dataset[3]["anchor"])
+    dataset.set_epoch(0)
+
+
+def test_item_shapes_labels_and_views(dataset: PairDataset) -> None:
+    item = dataset[0]
+    assert item["anchor"].shape == item["partner"].shape == (3, 32, 32)
+    assert [item[f"view{i}"].shape[-1] for i in range(3)] == [32, 24, 64]
+    assert torch.equal(item["y_a"], label_vector(dataset.labels[0]))
+    # views are not colour-jittered: the flip view is the mirrored plain anchor
+    plain = load_resized(dataset.root / "JPEGImages" / f"{dataset.names[0]}.jpg", 32)
+    assert torch.equal(item["view0"], normalize(TF.hflip(plain)))
+    assert not torch.equal(item["anchor"], normalize(plain))
+
+
+def test_anchor_views_sizes() -> None:
+    image = torch.rand(3, 16, 16)
+    views = anchor_views(image, (1.0, 0.75, 2.0))
+    assert torch.equal(views[0], image.flip(-1))
+    assert [v.shape[-1] for v in views] == [16, 12, 32]
+
+
+def test_epoch_batches_are_seeded_full_and_disjoint() -> None:
+    batches = epoch_batches(23, 4, seed=1, epoch=0)
+    assert len(batches) == 5 and all(len(b) == 4 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert len(set(flat)) == 20 and set(flat) <= set(range(23))
+    assert batches == epoch_batches(23, 4, seed=1, epoch=0)
+    assert batches != epoch_batches(23, 4, seed=1, epoch=1)
+
+
+def test_shards_partition_the_global_batch() -> None:
+    batch = [7, 3, 9, 1]
+    assert shard(batch, 0, 2) + shard(batch, 1, 2) == batch
+    assert shard(batch, 0, 1) == batch
