@@ -54,14 +54,11 @@ class Run:
 
 @pytest.fixture(scope="module", autouse=True)
 def light_torch() -> Iterator[None]:
-    """One thread; undo the global switches seed_everything flips, for the other test modules."""
-    threads = torch.get_num_threads()
+    """Undo the global switches seed_everything flips, for the other test modules."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     if cublas is None:
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

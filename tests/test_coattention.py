@@ -3,7 +3,6 @@ mcis_core.coattention) against MCIS_SPEC section 2, with reference formulas writ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ from mcis_core.coattention import CoAttentionNet, ModelConfig, global_average
 
 TINY = ModelConfig(width=0.0625, batch_norm=False)  # 32 feature channels
 K = TINY.num_classes
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Tiny convs run fastest on one thread (and do not fight a busy machine for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_net(seed: int = 0) -> CoAttentionNet:

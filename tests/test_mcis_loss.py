@@ -4,7 +4,7 @@ hand-computed losses, and every term rebuilt here from the network's public meth
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import torch
@@ -21,15 +21,6 @@ from mcis_core.mcis_loss import (
 
 K = 20
 ATOL = 1e-6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Tiny convs run fastest on one thread (and do not fight a busy machine for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def labels(*rows: Sequence[int]) -> torch.Tensor:
