@@ -24,7 +24,6 @@ from mcis_core.training import (
     Process,
     any_across_processes,
     barrier,
-    file_digest,
     fingerprint,
     latest_checkpoint,
     lr_at_epoch,
@@ -32,6 +31,7 @@ from mcis_core.training import (
     parameter_groups,
     seed_everything,
     set_lr,
+    tree_digest,
 )  # fmt: skip
 from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
 
@@ -53,9 +53,9 @@ def build_model(params: ClassifierParams, seed: int) -> CoAttentionNet:
 
 
 def training_fingerprint(params: ClassifierParams, seed: int, voc_dir: Path) -> str:
-    """What determines the checkpoints: params (but the worker count), seed, the data's labels."""
+    """What determines the checkpoints: params (but the worker count), seed, the dataset."""
     relevant = {k: v for k, v in asdict(params).items() if k != "num_workers"}
-    return fingerprint(relevant, seed, file_digest(voc_dir / LABELS_FILE))
+    return fingerprint(relevant, seed, tree_digest(voc_dir))
 
 
 def train_classifier(

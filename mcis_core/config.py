@@ -53,10 +53,10 @@ class EmbeddedParams:
     aug_images: int = 900  # images with aug masks only (the analogue of SBD)
     val_images: int = 300  # held-out images with fine masks (VOC val)
     image_size: tuple[int, int] = (128, 176)  # min and max side length in pixels
-    object_scale: tuple[float, float] = (0.35, 0.7)  # object size / shorter image side
+    object_scale: tuple[float, float] = (0.5, 0.85)  # object size / shorter image side
     max_classes: int = 3  # classes per image are drawn from 1..max_classes
     max_instances: int = 2  # instances per class are drawn from 1..max_instances
-    distractor_prob: float = 0.5  # chance of one non-VOC glyph per image
+    distractor_prob: float = 0.25  # chance of one non-VOC glyph per image
     photo_background_prob: float = 0.6  # chance of a photo (vs procedural) background
     jpeg_quality: int = 90
 

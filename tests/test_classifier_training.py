@@ -25,7 +25,14 @@ from mcis_core.classifier_training import export_model, train_classifier, traini
 from mcis_core.coattention import CoAttentionNet, ModelConfig
 from mcis_core.config import ClassifierParams, EmbeddedParams
 from mcis_core.prepare import prepare_embedded
-from mcis_core.training import Checkpoints, Process, lr_at_epoch, parameter_groups, set_lr
+from mcis_core.training import (
+    Checkpoints,
+    Process,
+    lr_at_epoch,
+    parameter_groups,
+    set_lr,
+    tree_digest,
+)
 from tests.ddp_worker import train_rank
 
 SEED = 0
@@ -298,3 +305,16 @@ def test_parameter_groups_split_backbone_head_weights_biases(batch_norm: bool) -
 )
 def test_lr_steps_down_at_the_step_epochs(epoch: int, expected: float) -> None:
     assert lr_at_epoch(1e-3, epoch, (5, 10), 0.1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_tree_digest_sees_content_and_names(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name / "JPEGImages").mkdir(parents=True)
+        (tmp_path / name / "JPEGImages" / "x.jpg").write_bytes(b"pixels")
+        (tmp_path / name / "cls_labels.txt").write_text("x 3\n")
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    (tmp_path / "b" / "JPEGImages" / "x.jpg").write_bytes(b"pixelz")  # same labels, new image
+    assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "b")
+    (tmp_path / "b" / "JPEGImages" / "x.jpg").write_bytes(b"pixels")
+    (tmp_path / "b" / "JPEGImages" / "x.jpg").rename(tmp_path / "b" / "JPEGImages" / "y.jpg")
+    assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "b")
