@@ -51,6 +51,12 @@ def init_process() -> Process:
     return Process(dist.get_rank() if world > 1 else 0, world, device)
 
 
+def close_process() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch and numpy and ask for deterministic kernels."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS

@@ -15,7 +15,7 @@ from mcis_core.classifier_training import export_model, train_classifier, traini
 from mcis_core.cli import run_stage
 from mcis_core.config import load_params
 from mcis_core.io import atomic_file, write_json
-from mcis_core.training import Checkpoints, init_process
+from mcis_core.training import Checkpoints, close_process, init_process
 
 
 def main() -> None:
@@ -27,6 +27,7 @@ def main() -> None:
         training_fingerprint(cfg, params.base.seed, data_dir / "voc"),
     )
     history = train_classifier(cfg, params.base.seed, data_dir / "voc", checkpoints, process)
+    close_process()
     if not process.is_main:
         return
     chosen = export_model(checkpoints, cfg.use_epoch, data_dir / "classifier" / "model.pt")
