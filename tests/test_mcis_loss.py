@@ -170,17 +170,23 @@ def test_complementary_targets_by_hand() -> None:
 # --- the objective -----------------------------------------------------------------------
 
 
+def objective_and_reference(
+    batch: dict, coattention: bool, contrastive: bool, comp_active: tuple[bool, bool]
+) -> tuple[dict, dict]:
+    """Loss terms of MCISObjective and of the spec reference on the same tiny net, no grad."""
+    net = tiny_net()
+    settings = {"coattention": coattention, "contrastive": contrastive}
+    with torch.no_grad():
+        got = MCISObjective(net, **settings)(**batch, comp_active=comp_active)
+        expected = reference_terms(net, **batch, **settings, comp_active=comp_active)
+    return got, expected
+
+
 @pytest.mark.parametrize(
     "comp_active", [(False, False), (True, False), (False, True), (True, True)]
 )
 def test_objective_matches_spec(batch: dict, comp_active: tuple[bool, bool]) -> None:
-    net = tiny_net()
-    objective = MCISObjective(net, coattention=True, contrastive=True)
-    with torch.no_grad():
-        got = objective(**batch, comp_active=comp_active)
-        expected = reference_terms(
-            net, **batch, coattention=True, contrastive=True, comp_active=comp_active
-        )
+    got, expected = objective_and_reference(batch, True, True, comp_active)
     assert_terms_equal(got, expected)
     # the terms are far from log 2 per pairing, so wrong targets would show
     assert abs(got["cls"].item() - 4 * math.log(2)) > 0.1
@@ -206,42 +212,20 @@ def test_objective_comp_sides_add_up(batch: dict) -> None:
 
 
 def test_objective_without_contrastive_has_no_comp(batch: dict) -> None:
-    net = tiny_net()
-    with torch.no_grad():
-        got = MCISObjective(net, coattention=True, contrastive=False)(
-            **batch, comp_active=(True, True)
-        )
-        expected = reference_terms(
-            net, **batch, coattention=True, contrastive=False, comp_active=(True, True)
-        )
+    got, expected = objective_and_reference(batch, True, False, (True, True))
     assert got["comp"].item() == 0.0
     assert_terms_equal(got, expected)
 
 
 def test_objective_classification_only(batch: dict) -> None:
-    net = tiny_net()
-    with torch.no_grad():
-        got = MCISObjective(net, coattention=False, contrastive=False)(
-            **batch, comp_active=(True, True)
-        )
-        expected = reference_terms(
-            net, **batch, coattention=False, contrastive=False, comp_active=(True, True)
-        )
+    got, expected = objective_and_reference(batch, False, False, (True, True))
     assert got["co"].item() == 0.0 and got["comp"].item() == 0.0
     assert torch.equal(got["loss"], got["cls"])
     assert_terms_equal(got, expected)
 
 
 def test_objective_without_views_is_the_partner_pairing(batch: dict) -> None:
-    net = tiny_net()
-    no_views = {**batch, "views": []}
-    with torch.no_grad():
-        got = MCISObjective(net, coattention=True, contrastive=True)(
-            **no_views, comp_active=(True, True)
-        )
-        expected = reference_terms(
-            net, **no_views, coattention=True, contrastive=True, comp_active=(True, True)
-        )
+    got, expected = objective_and_reference({**batch, "views": []}, True, True, (True, True))
     assert_terms_equal(got, expected)
 
 
