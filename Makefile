@@ -26,3 +26,5 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.saliency_bench
 	$(VENV)/bin/python -m bench.classifier_bench
+	$(VENV)/bin/python -m bench.locmaps_bench
+	$(VENV)/bin/python -m bench.crf_bench

@@ -31,6 +31,12 @@ def label_vector(classes: Sequence[int]) -> torch.Tensor:
     return y
 
 
+def load_image(path: Path) -> torch.Tensor:
+    """An image at its own size as a (3, H, W) float tensor in [0, 1]."""
+    with Image.open(path) as img:
+        return TF.to_tensor(img.convert("RGB"))
+
+
 def load_resized(path: Path, side: int) -> torch.Tensor:
     """An image as a (3, side, side) float tensor in [0, 1], resized bilinearly."""
     with Image.open(path) as img:
@@ -114,6 +120,38 @@ class PairDataset(Dataset):
         for i, view in enumerate(anchor_views(anchor, self.view_scales)):
             item[f"view{i}"] = normalize(view)
         return item
+
+
+class WarmupDataset(Dataset):
+    """Item i of the current epoch: image i colour-jittered and mirrored at random, its labels."""
+
+    def __init__(
+        self,
+        root: Path,
+        names: Sequence[str],
+        labels: dict[str, list[int]],
+        input_size: int,
+        jitter: Sequence[float],
+        seed: int,
+    ) -> None:
+        self.root, self.names, self.labels = root, list(names), labels
+        self.input_size, self.jitter, self.seed, self.epoch = input_size, jitter, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        name = self.names[index]
+        image = colour_jitter(
+            load_resized(self.root / JPEG_DIR / f"{name}.jpg", self.input_size), self.jitter, rng
+        )
+        if rng.random() < 0.5:
+            image = TF.hflip(image)
+        return {"anchor": normalize(image), "y_a": label_vector(self.labels[name])}
 
 
 class ImageLabelDataset(Dataset):

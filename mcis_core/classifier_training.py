@@ -13,10 +13,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mcis_core.backbone import imagenet_state_dict, load_imagenet_convs
-from mcis_core.classification_data import ImageLabelDataset, PairDataset, epoch_batches, shard
+from mcis_core.classification_data import (
+    ImageLabelDataset,
+    PairDataset,
+    WarmupDataset,
+    epoch_batches,
+    shard,
+)
 from mcis_core.coattention import CoAttentionNet, ModelConfig, global_average
 from mcis_core.config import ClassifierParams
-from mcis_core.io import atomic_file, read_names
+from mcis_core.io import read_names
 from mcis_core.mcis_loss import LOSS_TERMS, MCISObjective, complementary_targets, multilabel_loss
 from mcis_core.multilabel_metrics import macro_f1, mean_average_precision
 from mcis_core.training import (
@@ -64,15 +70,11 @@ def train_classifier(
     """Train (resuming from the newest matching checkpoint); return the per-epoch history."""
     seed_everything(seed)
     labels = read_class_labels(voc_dir / LABELS_FILE)
-    train_set = PairDataset(
-        voc_dir,
-        read_names(voc_dir / LIST_DIR / "train_aug.txt"),
-        labels,
-        params.input_size,
-        params.views,
-        params.jitter,
-        seed,
+    train_names = read_names(voc_dir / LIST_DIR / "train_aug.txt")
+    pair_set = PairDataset(
+        voc_dir, train_names, labels, params.input_size, params.views, params.jitter, seed
     )
+    warmup_set = WarmupDataset(voc_dir, train_names, labels, params.input_size, params.jitter, seed)
     val_set = ImageLabelDataset(
         voc_dir, read_names(voc_dir / LIST_DIR / "val.txt"), labels, params.input_size
     )
@@ -105,7 +107,8 @@ def train_classifier(
         lr = lr_at_epoch(params.lr, epoch, params.lr_steps, params.lr_gamma)
         set_lr(optimizer, lr)
         started = time.perf_counter()
-        train_stats = train_epoch(objective, optimizer, train_set, params, seed, epoch, process)
+        dataset = warmup_set if epoch < params.warmup_epochs else pair_set
+        train_stats = train_epoch(objective, optimizer, dataset, params, seed, epoch, process)
         record = {"epoch": epoch, "lr": lr, **train_stats}
         if process.is_main:
             record.update(evaluate_classifier(net, val_set, process.device, params.num_workers))
@@ -129,18 +132,20 @@ def train_classifier(
 def train_epoch(
     objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    dataset: PairDataset,
+    dataset: PairDataset | WarmupDataset,
     params: ClassifierParams,
     seed: int,
     epoch: int,
     process: Process,
 ) -> dict[str, float]:
-    """One pass over the training pairs; returns the mean of each loss term."""
+    """One pass over the training pairs (or warm-up images); returns each loss term's mean."""
     objective.train()
     dataset.set_epoch(epoch)
+    warmup = isinstance(dataset, WarmupDataset)
+    batch_size = 2 * params.batch_size if warmup else params.batch_size
     batches = [
         shard(b, process.rank, process.world)
-        for b in epoch_batches(len(dataset), params.batch_size, seed, epoch)
+        for b in epoch_batches(len(dataset), batch_size, seed, epoch)
     ]
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=params.num_workers)
     contrastive_now = params.contrastive and epoch >= params.contrastive_from_epoch
@@ -148,19 +153,19 @@ def train_epoch(
     sums: dict[str, float] = defaultdict(float)
     for batch in tqdm(loader, desc=f"epoch {epoch}", unit="step", disable=not process.is_main):
         batch = {k: v.to(process.device, non_blocking=True) for k, v in batch.items()}
-        views = [batch[f"view{i}"] for i in range(len(params.views))]
+        views = [batch[f"view{i}"] for i in range(len(params.views))] if not warmup else []
         comp_active = (False, False)
-        if contrastive_now:
+        if contrastive_now and not warmup:
             comp_a, comp_b = complementary_targets(batch["y_a"], batch["y_b"])
             flags = [bool(comp_a.any()), bool(comp_b.any())]
             comp_active = tuple(any_across_processes(flags, process.device))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             terms = objective(
                 batch["anchor"],
-                batch["partner"],
+                batch.get("partner"),
                 views,
                 batch["y_a"],
-                batch["y_b"],
+                batch.get("y_b"),
                 comp_active=comp_active,
             )
         optimizer.zero_grad(set_to_none=True)
@@ -192,9 +197,9 @@ def evaluate_classifier(
     }
 
 
-def export_model(checkpoints: Checkpoints, epoch: int, out: Path) -> dict:
-    """Write checkpoint `epoch`'s weights and ModelConfig to `out`; return its metrics."""
-    state = checkpoints.load(epoch)
-    with atomic_file(out, "wb") as handle:
-        torch.save({"model": state["model"], "model_config": state["model_config"]}, handle)
-    return next(r for r in state["history"] if r["epoch"] == epoch)
+def load_model(path: Path, device: torch.device) -> CoAttentionNet:
+    """The exported classifier at `path`, in eval mode on `device`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = CoAttentionNet(ModelConfig(**state["model_config"]))
+    net.load_state_dict(state["model"])
+    return net.to(device).eval()

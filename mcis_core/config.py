@@ -50,7 +50,7 @@ class EmbeddedParams:
     """Size and difficulty of the offline OpenMoji dataset (see mcis_core.embedded)."""
 
     train_images: int = 300  # images with fine masks (the analogue of VOC train)
-    aug_images: int = 900  # images with aug masks only (the analogue of SBD)
+    aug_images: int = 4500  # images with aug masks only (the analogue of SBD)
     val_images: int = 300  # held-out images with fine masks (VOC val)
     image_size: tuple[int, int] = (128, 176)  # min and max side length in pixels
     object_scale: tuple[float, float] = (0.5, 0.85)  # object size / shorter image side
@@ -87,7 +87,13 @@ class SaliencyParams:
 
 @dataclass(frozen=True)
 class ClassifierParams:
-    """The co-attention classifier and its training (MCIS_SPEC section 2)."""
+    """The co-attention classifier and its training (MCIS_SPEC section 2).
+
+    Epochs are counted over the whole run: the first `warmup_epochs` train only the
+    single-image branch on single jittered, randomly mirrored images (2 x batch_size
+    per step, the rows of one MCIS pairing), a stand-in for the ImageNet initialisation
+    of the paper when the narrow backbone trains from scratch; the MCIS epochs follow.
+    """
 
     backbone: Literal["vgg16", "narrow"] = "narrow"  # vgg16: the paper's; narrow: CPU-sized
     width: float = 0.25  # channel multiplier of the narrow backbone (vgg16 forces 1)
@@ -95,6 +101,7 @@ class ClassifierParams:
     pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision VGG16 weights
     pretrained_path: str | None = None  # vgg16-397923af.pth, else the torch hub cache
     input_size: int = 256  # side of the square network input
+    warmup_epochs: int = 0  # first epochs train the single-image branch alone (see below)
     coattention: bool = True  # co-attention terms (false/false: plain CAM baseline)
     contrastive: bool = True  # complementary co-attention terms (needs coattention)
     contrastive_from_epoch: int = 2  # 0-based epoch at which the contrastive terms start
@@ -116,6 +123,10 @@ class ClassifierParams:
         rules = [
             (self.contrastive and not self.coattention, "contrastive: needs coattention: true"),
             (self.use_epoch >= self.epochs, f"use_epoch: must be below epochs ({self.epochs})"),
+            (
+                self.warmup_epochs >= self.epochs,
+                f"warmup_epochs: must be below epochs ({self.epochs})",
+            ),
             (self.batch_size % self.nproc != 0, "batch_size: must be a multiple of nproc"),
             (
                 self.backbone == "vgg16" and (self.width != 1 or self.batch_norm),
@@ -132,11 +143,129 @@ class ClassifierParams:
 
 
 @dataclass(frozen=True)
+class LocmapsParams:
+    """Co-attention localization maps of the training images (MCIS_SPEC section 3)."""
+
+    partners: int = 3  # partner images per positive class (drawn with replacement)
+    naive: bool = False  # recompute both images' features for every pairing, as the original
+    threshold_step: float = 0.05  # background thresholds step..1-step of the quality curve
+
+    def __post_init__(self) -> None:
+        if self.partners < 1:
+            raise ConfigError("locmaps.partners: must be at least 1")
+        if not 0 < self.threshold_step < 0.5:
+            raise ConfigError("locmaps.threshold_step: must be in (0, 0.5)")
+
+
+@dataclass(frozen=True)
+class PseudoLabelRules:
+    """Thresholds of the MCIS pseudo-label rules (mcis_core.pseudo_labels); the public code's."""
+
+    score_floor: float = 0.3  # scores below this are zeroed (background channel too)
+    conflict: float = 0.99  # a pixel where more than one score exceeds this -> ignore
+    salient_locmap: float = 0.95  # normalised locmap above this counts as salient (sal_att)
+    salient_background: int = 32  # background pixel whose sal_att >= this -> ignore
+    min_foreground: float = 0.01  # less than this fraction of object pixels -> image ignored
+
+
+@dataclass(frozen=True)
+class PseudoGtParams:
+    """Pseudo labels from saliency and localization maps (MCIS_SPEC section 4)."""
+
+    rules: PseudoLabelRules = field(default_factory=PseudoLabelRules)
+    on_missing: Literal["error", "skip"] = "error"  # an image lacking saliency or maps
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """DeepLab-LargeFOV trained on the pseudo labels (MCIS_SPEC section 5)."""
+
+    backbone: Literal["resnet101", "narrow"] = "resnet101"  # narrow: the VGG16-D1 of classifier
+    width: float = 1.0  # channel multiplier of the narrow backbone and its head
+    batch_norm: bool = True  # BN in the narrow backbone (resnet101: always, frozen)
+    pretrained: Literal["none", "imagenet", "classifier"] = "imagenet"  # classifier: narrow only
+    pretrained_path: str | None = None  # resnet101-63fe2227.pth, else the torch hub cache
+    labels: Literal["pseudo", "gt"] = "pseudo"  # gt: the fully supervised upper bound
+    crop_size: int = 321
+    scale_range: tuple[float, float] = (0.7, 1.3)
+    batch_size: int = 10  # images per optimiser step, over all processes and accumulation
+    accumulation: int = 10  # micro-batches per step (the original: 1 image x 10)
+    epochs: int = 15  # 15 x 10582 / 10 = about the original's 16000 iterations
+    lr: float = 1e-3  # backbone; the LargeFOV head x10 (biases x2 and x20)
+    lr_power: float = 0.9  # poly decay over all iterations
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nproc: int = 1
+    num_workers: int = 0
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        rules = [
+            (
+                self.batch_size % (self.accumulation * self.nproc) != 0,
+                "batch_size: must be a multiple of accumulation x nproc",
+            ),
+            (
+                self.pretrained == "classifier" and self.backbone != "narrow",
+                "pretrained: classifier weights fit backbone: narrow only",
+            ),
+            (
+                self.pretrained == "imagenet" and self.backbone != "resnet101",
+                "pretrained: imagenet weights exist for backbone: resnet101 only",
+            ),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise ConfigError(f"segmentation.{message}")
+
+
+@dataclass(frozen=True)
+class CrfParams:
+    """Fully connected CRF on the averaged probabilities (the public code's setting)."""
+
+    iterations: int = 1
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 1.0
+    bilateral_sxy: float = 80.0
+    bilateral_srgb: float = 4.0
+    bilateral_compat: float = 3.0
+    prob_floor: float = 1e-4  # probabilities are clipped here before -log
+
+    def __post_init__(self) -> None:
+        rules = [
+            (self.iterations < 0, "iterations: must be >= 0"),
+            (not self.gaussian_sxy > 0, "gaussian_sxy: must be > 0"),
+            (not self.bilateral_sxy > 0, "bilateral_sxy: must be > 0"),
+            (not self.bilateral_srgb > 0, "bilateral_srgb: must be > 0"),
+            (not 0 < self.prob_floor <= 1, "prob_floor: must be in (0, 1]"),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise ConfigError(f"evaluate.crf.{message}")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Multi-scale, sliding-window, flip inference and dense CRF (MCIS_SPEC section 6)."""
+
+    split: Literal["val", "test"] = "val"  # test: predictions only (no ground truth)
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    window: int = 401  # sliding-window side at each scale; stride 2/3 of it
+    flip: bool = True
+    crf: CrfParams = field(default_factory=CrfParams)
+    examples: int = 4  # qualitative overlays written to metrics/evaluate_examples/
+
+
+@dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
     saliency: SaliencyParams = field(default_factory=SaliencyParams)
     classifier: ClassifierParams = field(default_factory=ClassifierParams)
+    locmaps: LocmapsParams = field(default_factory=LocmapsParams)
+    pseudo_gt: PseudoGtParams = field(default_factory=PseudoGtParams)
+    segmentation: SegmentationParams = field(default_factory=SegmentationParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

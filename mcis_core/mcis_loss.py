@@ -7,7 +7,8 @@ soft-margin losses over the two images' rows stacked:
   + comp(comp_a, y_a - shared) + comp(comp_b, y_b - shared)   (contrastive epochs)
 The anchor's features are computed once and shared by its four pairings; the
 original recomputed them per pairing (`reuse_anchor=False`, kept for the benchmark).
-The objective is an nn.Module so DistributedDataParallel sees one forward per step.
+The objective is an nn.Module so DistributedDataParallel sees one forward per step;
+without a partner it is the plain single-image loss of the warm-up epochs.
 """
 
 from __future__ import annotations
@@ -52,14 +53,20 @@ class MCISObjective(nn.Module):
     def forward(
         self,
         anchor: torch.Tensor,  # (B, 3, S, S), colour-jittered
-        partner: torch.Tensor,  # (B, 3, S, S), colour-jittered
+        partner: torch.Tensor | None,  # (B, 3, S, S), colour-jittered; None: warm-up step
         views: Sequence[torch.Tensor],  # each (B, 3, s, s): flipped / rescaled anchors
         y_a: torch.Tensor,  # (B, K) 0/1
-        y_b: torch.Tensor,  # (B, K) 0/1
+        y_b: torch.Tensor | None,  # (B, K) 0/1
         comp_active: tuple[bool, bool] = (False, False),  # per side, decided over all processes
         reuse_anchor: bool = True,
     ) -> dict[str, torch.Tensor]:
         totals = dict.fromkeys(LOSS_TERMS, anchor.new_zeros(()))
+        if partner is None:
+            totals["cls"] = multilabel_loss(
+                global_average(self.net.cam(self.net.features(anchor))), y_a
+            )
+            totals["loss"] = totals["cls"]
+            return totals
         fa = self.net.features(anchor) if reuse_anchor else None
         # the partner pairing alone has complementary classes: a view shares all of a's
         pairings = [(partner, y_b, comp_active if self.contrastive else (False, False))]

@@ -183,3 +183,11 @@ def latest_checkpoint(checkpoints: Checkpoints, process: Process) -> dict | None
     state = checkpoints.latest() if process.is_main else None
     barrier()
     return state if process.is_main else checkpoints.latest()
+
+
+def export_model(checkpoints: Checkpoints, epoch: int, out: Path) -> dict:
+    """Write checkpoint `epoch`'s weights and ModelConfig to `out`; return its metrics."""
+    state = checkpoints.load(epoch)
+    with atomic_file(out, "wb") as handle:
+        torch.save({"model": state["model"], "model_config": state["model_config"]}, handle)
+    return next(r for r in state["history"] if r["epoch"] == epoch)

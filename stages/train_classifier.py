@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mcis_core.classifier_training import export_model, train_classifier, training_fingerprint
+from mcis_core.classifier_training import train_classifier, training_fingerprint
 from mcis_core.cli import run_stage
 from mcis_core.config import load_params
 from mcis_core.io import atomic_file, write_json
-from mcis_core.training import Checkpoints, close_process, init_process
+from mcis_core.training import Checkpoints, close_process, export_model, init_process
 
 
 def main() -> None:

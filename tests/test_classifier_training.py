@@ -21,13 +21,14 @@ import torch
 from torch import nn
 
 from mcis_core import classifier_training
-from mcis_core.classifier_training import export_model, train_classifier, training_fingerprint
+from mcis_core.classifier_training import train_classifier, training_fingerprint
 from mcis_core.coattention import CoAttentionNet, ModelConfig
 from mcis_core.config import ClassifierParams, EmbeddedParams
 from mcis_core.prepare import prepare_embedded
 from mcis_core.training import (
     Checkpoints,
     Process,
+    export_model,
     lr_at_epoch,
     parameter_groups,
     set_lr,
@@ -44,6 +45,7 @@ PARAMS = ClassifierParams(
     views=(1.0, 0.75, 2.0),
     batch_size=4,
     epochs=3,
+    warmup_epochs=1,
     use_epoch=1,
     lr_steps=(2,),
     contrastive_from_epoch=1,
@@ -215,6 +217,16 @@ def test_interrupted_run_resumes_to_the_same_checkpoints(
         assert_identical(state_a, state_b, f"epoch {epoch} checkpoint")
 
 
+def test_warmup_epochs_train_the_single_image_branch_alone(run_a: Run) -> None:
+    warmup, mcis = run_a.history[0], run_a.history[1]
+    assert warmup["train_cls"] > 0 and warmup["train_co"] == 0 and warmup["train_comp"] == 0
+    assert warmup["train_loss"] == pytest.approx(warmup["train_cls"])
+    assert mcis["train_co"] > 0 and mcis["train_comp"] > 0
+    state = run_a.checkpoints.load(PARAMS.use_epoch)  # after the first MCIS epoch
+    fresh = classifier_training.build_model(PARAMS, SEED).state_dict()
+    assert not torch.equal(state["model"]["affinity.weight"], fresh["affinity.weight"])
+
+
 def test_checkpoints_of_another_configuration_are_not_resumed(
     voc: Path,
     run_a: Run,
@@ -265,7 +277,7 @@ def test_two_process_ddp_matches_one_process(voc: Path, tmp_path: Path) -> None:
 
 
 def test_same_params_export_identical_model_files(voc: Path, tmp_path: Path) -> None:
-    params = replace(PARAMS, epochs=1, use_epoch=0)
+    params = replace(PARAMS, epochs=1, warmup_epochs=0, use_epoch=0)
     exported = []
     for name in ("first", "second"):
         run = train(params, voc, tmp_path / name / "checkpoints")

@@ -63,6 +63,9 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     [
         ("classifier:\n  coattention: false\n", r"classifier\.contrastive: needs coattention"),
         ("classifier:\n  epochs: 3\n  use_epoch: 3\n", r"classifier\.use_epoch: must be below"),
+        ("classifier:\n  epochs: 3\n  use_epoch: 2\n  warmup_epochs: 3\n", r"warmup_epochs: must"),
+        ("locmaps:\n  partners: 0\n", r"locmaps\.partners: must be at least 1"),
+        ("pseudo_gt:\n  on_missing: ignore\n", r"pseudo_gt\.on_missing: 'ignore' is not one of"),
         (
             "classifier:\n  batch_size: 5\n  nproc: 2\n",
             r"classifier\.batch_size: must be a multiple",

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mcis_core.voc import LABELS_FILE, read_class_labels
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {
@@ -24,10 +26,20 @@ TINY = {
         "input_size": 32,
         "batch_size": 4,
         "epochs": 2,
+        "warmup_epochs": 1,
         "use_epoch": 1,
         "lr_steps": [1],
         "contrastive_from_epoch": 1,
     },
+    "segmentation": {
+        "width": 0.0625,
+        "batch_norm": False,
+        "crop_size": 32,
+        "batch_size": 4,
+        "accumulation": 2,
+        "epochs": 2,
+    },
+    "evaluate": {"scales": [0.75, 1.0], "window": 48, "examples": 2},
 }
 
 
@@ -99,6 +111,30 @@ def test_repro_builds_every_stage(project: Path) -> None:
         p.name for p in (project / "data" / "classifier" / "checkpoints").iterdir()
     )
     assert checkpoints == ["epoch_001.pt"]
+    labels = read_class_labels(voc / LABELS_FILE)
+    expected_maps = sorted(f"{n}_{c}.png" for n in train_aug for c in labels[n])
+    assert sorted(p.name for p in (project / "data" / "locmaps").iterdir()) == expected_maps
+    locmaps = json.loads((project / "metrics" / "locmaps.json").read_text())
+    assert 0.0 <= locmaps["miou"] <= 1.0 and 0.0 < locmaps["best_threshold"] < 1.0
+    curve = (project / "metrics" / "locmaps_curve.csv").read_text().splitlines()
+    assert curve[0] == "threshold,miou" and len(curve) == 1 + 19
+    pseudo = sorted(p.stem for p in (project / "data" / "pseudo_gt").glob("*.png"))
+    assert pseudo == sorted(train_aug)
+    quality = json.loads((project / "metrics" / "pseudo_gt.json").read_text())
+    assert quality["images_skipped"] == 0 and 0.0 <= quality["ignored_fraction"] <= 1.0
+    segmentation = json.loads((project / "metrics" / "segmentation.json").read_text())
+    assert segmentation["epoch"] == 1 and 0.0 <= segmentation["val_miou"] <= 1.0
+    assert (project / "data" / "segmentation" / "model.pt").is_file()
+    val = (voc / "ImageSets/Segmentation/val.txt").read_text().split()
+    predictions = sorted(p.stem for p in (project / "data" / "predictions").glob("*.png"))
+    assert predictions == sorted(val)
+    scores = json.loads((project / "metrics" / "evaluate.json").read_text())
+    for key in ("miou", "pixel_accuracy", "mean_class_accuracy", "fwiou"):
+        assert 0.0 <= scores[key] <= 1.0 and 0.0 <= scores[f"{key}_crf"] <= 1.0
+    per_class = (project / "metrics" / "evaluate_class_iou.csv").read_text().splitlines()
+    assert per_class[0] == "class,iou,iou_crf" and len(per_class) == 22
+    plots = sorted(p.name for p in (project / "metrics" / "evaluate_plots").iterdir())
+    assert plots == ["confusion.png"] + sorted(f"example_{n}.png" for n in val[:2])
 
 
 def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
@@ -111,7 +147,8 @@ def test_forced_rerun_is_byte_identical(project: Path) -> None:
     before = _lock_hashes(project)
     shutil.rmtree(project / "data" / "voc")
     shutil.rmtree(project / "data" / "saliency")
-    shutil.rmtree(project / "data" / "classifier")
+    for stage_output in ("classifier", "locmaps", "pseudo_gt", "segmentation", "predictions"):
+        shutil.rmtree(project / "data" / stage_output)
     _run(["dvc", "repro", "--force", "--no-run-cache"], project)
     assert _lock_hashes(project) == before
 
@@ -132,3 +169,17 @@ def test_classifier_experiment_reruns_only_the_classifier(project: Path) -> None
     assert "Running stage 'train_classifier'" in out
     assert "Running stage 'download'" not in out and "Running stage 'saliency'" not in out
     assert "0.02" in _run(["dvc", "exp", "show", "--csv"], project)
+
+
+def test_pseudo_gt_experiment_reruns_only_pseudo_gt(project: Path) -> None:
+    out = _run(["dvc", "exp", "run", "-S", "pseudo_gt.rules.score_floor=0.25"], project)
+    assert "Running stage 'pseudo_gt'" in out
+    for upstream in ("download", "saliency", "train_classifier", "locmaps"):
+        assert f"Running stage '{upstream}'" not in out
+
+
+def test_fully_supervised_experiment_trains_on_the_masks(project: Path) -> None:
+    out = _run(["dvc", "exp", "run", "-S", "segmentation.labels=gt"], project)
+    assert "Running stage 'train_segmentation'" in out and "Running stage 'evaluate'" in out
+    for upstream in ("saliency", "train_classifier", "locmaps", "pseudo_gt"):
+        assert f"Running stage '{upstream}'" not in out

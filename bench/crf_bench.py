@@ -1,0 +1,138 @@
+"""Benchmark: the exact dense CRF (mcis_core.dense_crf) against pydensecrf's lattice CRF.
+
+Both run on the CPU, side by side per image, on the first N val images of data/voc with the
+settings of params.yaml's `evaluate.crf`. The class probabilities are the val predictions of
+the trained segmentation network (data/segmentation/model.pt, the evaluate stage's
+multi-scale inference) when it exists; otherwise they are made from the ground truth: the
+one-hot mask (void pixels belong to no class), box-blurred, scaled into logits with Gaussian
+noise added, softmax over the 21 classes. Reports the time per image of each, the
+argmax agreement between the two over all pixels, how many labels each CRF changed (agreement
+means little where neither changes anything) and pixel accuracy against the ground truth.
+pydensecrf is single-threaded; torch runs with --threads (default 1). Without pydensecrf
+installed its entries are null. Needs the `download` stage output (data/voc). Prints JSON.
+
+    python -m bench.crf_bench [--images N] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mcis_core.config import CrfParams, load_params
+from mcis_core.deeplab import load_segmentation_model
+from mcis_core.dense_crf import dense_crf
+from mcis_core.evaluation import network_probs
+from mcis_core.io import read_gray, read_names, read_rgb
+from mcis_core.segmentation_metrics import NUM_SEG_CLASSES
+from mcis_core.voc import FINE_MASK_DIR, IGNORE_INDEX, JPEG_DIR, LIST_DIR, VAL
+
+try:
+    import pydensecrf.densecrf as densecrf
+except ImportError:
+    densecrf = None
+
+BLUR = 9  # box blur of the one-hot mask, pixels
+LOGIT_SCALE = 5.0
+NOISE = 1.0  # standard deviation of the logit noise
+SEED = 0
+
+
+def noisy_probs(mask: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """Softmax of blurred one-hot ground truth plus noise: (21, H, W) float32."""
+    labels = torch.from_numpy(mask.astype(np.int64))
+    one_hot = (labels[None] == torch.arange(NUM_SEG_CLASSES)[:, None, None]).float()
+    blurred = F.avg_pool2d(one_hot[None], BLUR, stride=1, padding=BLUR // 2)[0]
+    noise = torch.randn(blurred.shape, generator=generator)
+    return torch.softmax(LOGIT_SCALE * blurred + NOISE * noise, dim=0)
+
+
+def reference_crf(image: np.ndarray, probs: np.ndarray, params: CrfParams) -> np.ndarray:
+    """pydensecrf's mean-field Q (C, H, W) with the same settings."""
+    classes, height, width = probs.shape
+    crf = densecrf.DenseCRF2D(width, height, classes)
+    unary = -np.log(np.clip(probs, params.prob_floor, 1.0)).reshape(classes, -1)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+    crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
+    crf.addPairwiseBilateral(
+        sxy=params.bilateral_sxy,
+        srgb=params.bilateral_srgb,
+        rgbim=np.ascontiguousarray(image),
+        compat=params.bilateral_compat,
+    )
+    return np.array(crf.inference(params.iterations)).reshape(classes, height, width)
+
+
+def timed(function, *args) -> tuple[float, np.ndarray]:
+    """Seconds of one call and the argmax labels (H, W) of the probabilities it returns."""
+    started = time.perf_counter()
+    refined = function(*args)
+    seconds = time.perf_counter() - started
+    return seconds, np.asarray(refined.argmax(0))
+
+
+def main(num_images: int = 20, threads: int = 1) -> dict:
+    torch.set_num_threads(threads)
+    config = load_params()
+    data_dir = Path(config.base.data_dir)
+    voc, model_path = data_dir / "voc", data_dir / "segmentation" / "model.pt"
+    net = load_segmentation_model(model_path, torch.device("cpu")) if model_path.is_file() else None
+    names = read_names(voc / LIST_DIR / f"{VAL}.txt")[:num_images]
+    params, generator = config.evaluate.crf, torch.Generator().manual_seed(SEED)
+    seconds = {"ours": 0.0, "pydensecrf": 0.0}
+    counts = dict.fromkeys(("pixels", "valid", "agree", "changed_ours", "changed_ref"), 0)
+    correct = dict.fromkeys(("input", "ours", "pydensecrf"), 0)
+    sizes, agreements = [], []
+    for index, name in enumerate(names):
+        image = np.array(read_rgb(voc / JPEG_DIR / f"{name}.jpg"))  # writable, for pydensecrf
+        mask = read_gray(voc / FINE_MASK_DIR / f"{name}.png")
+        probs = network_probs(net, image, config.evaluate) if net else noisy_probs(mask, generator)
+        if index == 0:  # warm-up: allocator, kernels
+            dense_crf(torch.from_numpy(image), probs, params)
+        spent, ours = timed(dense_crf, torch.from_numpy(image), probs, params)
+        seconds["ours"] += spent
+        before, valid = probs.argmax(0).numpy(), mask != IGNORE_INDEX
+        sizes.append(mask.shape)
+        counts["pixels"] += mask.size
+        counts["valid"] += int(valid.sum())
+        counts["changed_ours"] += int((ours != before).sum())
+        correct["input"] += int((before == mask)[valid].sum())
+        correct["ours"] += int((ours == mask)[valid].sum())
+        if densecrf is not None:
+            spent, ref = timed(reference_crf, image, probs.numpy(), params)
+            seconds["pydensecrf"] += spent
+            counts["agree"] += int((ours == ref).sum())
+            agreements.append(float((ours == ref).mean()))
+            counts["changed_ref"] += int((ref != before).sum())
+            correct["pydensecrf"] += int((ref == mask)[valid].sum())
+    have_ref = densecrf is not None
+    result = {
+        "images": len(names), "threads": threads, "pydensecrf_threads": 1,
+        "probabilities": "segmentation network" if net else "noisy ground truth",
+        "mean_image_size": [round(float(np.mean([s[i] for s in sizes])), 1) for i in (0, 1)],
+        "largest_image_size": list(max(sizes, key=lambda s: s[0] * s[1])),
+        "ms_per_image": 1000 * seconds["ours"] / len(names),
+        "pydensecrf_ms_per_image": 1000 * seconds["pydensecrf"] / len(names) if have_ref else None,
+        "agreement": counts["agree"] / counts["pixels"] if have_ref else None,
+        "worst_image_agreement": min(agreements) if have_ref else None,
+        "changed_by_ours": counts["changed_ours"] / counts["pixels"],
+        "changed_by_pydensecrf": counts["changed_ref"] / counts["pixels"] if have_ref else None,
+        "accuracy_input": correct["input"] / counts["valid"],
+        "accuracy_ours": correct["ours"] / counts["valid"],
+        "accuracy_pydensecrf": correct["pydensecrf"] / counts["valid"] if have_ref else None,
+    }  # fmt: skip
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Dense CRF: exact torch vs pydensecrf.")
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(main(args.images, args.threads), indent=2))

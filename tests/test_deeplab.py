@@ -1,0 +1,171 @@
+"""DeepLab-LargeFOV: shapes, frozen batch norm, ImageNet and classifier initialisation."""
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import resnet101
+from torchvision.ops import FrozenBatchNorm2d
+
+from mcis_core.coattention import CoAttentionNet, ModelConfig
+from mcis_core.deeplab import (
+    MIN_HEAD_CHANNELS,
+    NUM_SEG_CLASSES,
+    RESNET101_WEIGHTS_FILE,
+    DeepLabLargeFOV,
+    SegModelConfig,
+    build_segmentation_model,
+    head_channels,
+    resnet101_imagenet_state_dict,
+)
+from mcis_core.training import parameter_groups
+
+NARROW = SegModelConfig(backbone="narrow", width=1 / 16, batch_norm=True)
+
+
+@pytest.fixture(scope="module")
+def resnet_net() -> DeepLabLargeFOV:
+    torch.manual_seed(0)
+    return DeepLabLargeFOV(SegModelConfig(backbone="resnet101"))
+
+
+@pytest.fixture
+def classifier_file(tmp_path: Path) -> Path:
+    torch.manual_seed(1)
+    config = ModelConfig(width=NARROW.width, batch_norm=NARROW.batch_norm)
+    classifier = CoAttentionNet(config)
+    for module in classifier.modules():  # non-trivial BN statistics, to see them copied
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "classifier.pt"
+    torch.save({"model": classifier.state_dict(), "model_config": asdict(config)}, path)
+    return path
+
+
+def test_resnet101_output_stride_8(resnet_net: DeepLabLargeFOV) -> None:
+    resnet_net.eval()
+    with torch.no_grad():
+        out = resnet_net(torch.randn(1, 3, 65, 57))
+    # conv1 and maxpool round up, and so does layer2's strided 3x3 conv
+    assert out.shape == (1, NUM_SEG_CLASSES, math.ceil(65 / 8), math.ceil(57 / 8))
+
+
+def test_narrow_output_stride_8() -> None:
+    net = DeepLabLargeFOV(NARROW).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 65, 48))
+    # VGG's 2x2 pools round down
+    assert out.shape == (2, NUM_SEG_CLASSES, 65 // 8, 48 // 8)
+
+
+def test_head_channels_scale_with_width() -> None:
+    assert head_channels(SegModelConfig(backbone="resnet101", width=0.1)) == 1024
+    assert head_channels(SegModelConfig(backbone="narrow", width=0.5)) == 512
+    assert head_channels(SegModelConfig(backbone="narrow", width=1 / 256)) == MIN_HEAD_CHANNELS
+
+
+def test_unknown_backbone_is_rejected() -> None:
+    with pytest.raises(ValueError, match="backbone"):
+        SegModelConfig(backbone="vgg19")
+
+
+def test_frozen_batch_norm_has_no_parameters_and_keeps_statistics(
+    resnet_net: DeepLabLargeFOV,
+) -> None:
+    frozen = [m for m in resnet_net.backbone.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(frozen) == 104  # 1 stem + 3 per bottleneck * 33 + 4 downsample
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in resnet_net.modules())
+    for module in frozen:
+        assert not list(module.parameters())
+        assert not any(b.requires_grad for b in module.buffers())
+    before = {k: v.clone() for k, v in resnet_net.backbone.state_dict().items()}
+    resnet_net.train()
+    with torch.no_grad():
+        resnet_net(torch.randn(2, 3, 33, 33) * 3 + 1)
+    after = resnet_net.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_head_gets_the_largefov_layers(resnet_net: DeepLabLargeFOV) -> None:
+    assert resnet_net.head_modules() == [resnet_net.head]
+    assert resnet_net.backbone_modules() == [resnet_net.backbone]
+    convs = [m for m in resnet_net.head if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.dilation, c.out_channels) for c in convs] == [
+        ((3, 3), (12, 12), 1024),
+        ((1, 1), (1, 1), 1024),
+        ((1, 1), (1, 1), NUM_SEG_CLASSES),
+    ]
+    groups = parameter_groups(resnet_net.backbone_modules(), resnet_net.head_modules())
+    grouped = {id(p) for g in groups for p in g["params"]}
+    assert grouped == {id(p) for p in resnet_net.parameters()}
+    head = {id(p) for g in groups if g["lr_mult"] >= 10 for p in g["params"]}
+    assert head == {id(p) for p in resnet_net.head.parameters()}
+
+
+def test_imagenet_weights_fill_every_trunk_tensor(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    reference = resnet101(weights=None).state_dict()  # random, standing in for ImageNet
+    path = tmp_path / RESNET101_WEIGHTS_FILE
+    torch.save(reference, path)
+    config = SegModelConfig(backbone="resnet101")
+    net = build_segmentation_model(config, "imagenet", path, None, seed=0)
+    loaded = net.backbone.state_dict()
+    expected = {k for k in reference if not k.startswith("fc.") and "num_batches" not in k}
+    assert set(loaded) == expected
+    assert all(torch.equal(loaded[k], reference[k]) for k in expected)
+
+
+def test_weights_file_is_torchvisions() -> None:
+    assert RESNET101_WEIGHTS_FILE == "resnet101-63fe2227.pth"
+
+
+def test_missing_imagenet_weights_never_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError) as error:
+        resnet101_imagenet_state_dict(None)
+    message = str(error.value)
+    assert RESNET101_WEIGHTS_FILE in message
+    assert str(tmp_path / "hub" / "checkpoints") in message
+    assert "segmentation.pretrained_path" in message
+    with pytest.raises(FileNotFoundError, match="segmentation.pretrained_path"):
+        resnet101_imagenet_state_dict(tmp_path / "nowhere.pth")
+
+
+def test_classifier_init_copies_every_backbone_tensor(classifier_file: Path) -> None:
+    net = build_segmentation_model(NARROW, "classifier", None, classifier_file, seed=0)
+    classifier = torch.load(classifier_file, weights_only=True)["model"]
+    loaded = net.backbone.state_dict()
+    expected = {k.removeprefix("backbone."): v for k, v in classifier.items() if "backbone." in k}
+    assert set(loaded) == set(expected)
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
+def test_classifier_init_needs_the_same_backbone(classifier_file: Path) -> None:
+    for config in (
+        SegModelConfig(backbone="narrow", width=1 / 8, batch_norm=True),
+        SegModelConfig(backbone="narrow", width=1 / 16, batch_norm=False),
+    ):
+        with pytest.raises(ValueError, match="must match"):
+            build_segmentation_model(config, "classifier", None, classifier_file, seed=0)
+
+
+def test_pretrained_must_fit_the_backbone(classifier_file: Path) -> None:
+    with pytest.raises(ValueError, match="resnet101"):
+        build_segmentation_model(NARROW, "imagenet", None, None, seed=0)
+    with pytest.raises(ValueError, match="narrow"):
+        build_segmentation_model(
+            SegModelConfig(backbone="resnet101"), "classifier", None, classifier_file, seed=0
+        )
+    with pytest.raises(ValueError, match="pretrained"):
+        build_segmentation_model(NARROW, "scratch", None, None, seed=0)
+
+
+def test_build_is_seeded() -> None:
+    first = build_segmentation_model(NARROW, "none", None, None, seed=3).state_dict()
+    again = build_segmentation_model(NARROW, "none", None, None, seed=3).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)

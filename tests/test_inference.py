@@ -1,0 +1,99 @@
+"""Multi-scale, sliding-window, flipped inference against invariants of small synthetic nets."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcis_core.inference import predict_probs, window_starts
+
+CLASSES = 5
+
+
+def pointwise_net() -> nn.Module:
+    """1x1 convs only: each pixel's logits depend on that pixel alone."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, CLASSES, 1))
+
+
+def strided_net() -> nn.Module:
+    """3x3 convs with stride 2: output stride 4, a receptive field beyond one pixel."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, CLASSES, 3, stride=2, padding=1),
+    )
+
+
+def mirror_symmetric_net() -> nn.Module:
+    """Kernels equal to their own mirror image, so the net commutes with a horizontal flip."""
+    net = strided_net()
+    with torch.no_grad():
+        for conv in net:
+            if isinstance(conv, nn.Conv2d):
+                conv.weight.copy_((conv.weight + conv.weight.flip(-1)) / 2)
+    return net
+
+
+def test_window_starts_cover_the_length() -> None:
+    assert window_starts(10, 16, 10) == [0]
+    assert window_starts(16, 16, 10) == [0]
+    assert window_starts(30, 16, 10) == [0, 10, 14]
+    assert window_starts(36, 16, 10) == [0, 10, 20]
+
+
+def test_one_scale_one_window_is_the_plain_forward() -> None:
+    net, image = strided_net(), torch.randn(3, 24, 24)
+    probs = predict_probs(net, image, scales=(1.0,), window=24, flip=False)
+    with torch.no_grad():
+        logits = F.interpolate(net(image[None]), (24, 24), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(probs, torch.softmax(logits, 1)[0], atol=1e-6, rtol=0)
+
+
+def test_padding_to_the_window_is_cropped_off() -> None:
+    net, image = pointwise_net(), torch.randn(3, 13, 19)
+    probs = predict_probs(net, image, scales=(1.0,), window=32, flip=False)
+    with torch.no_grad():
+        expected = torch.softmax(net(image[None]), 1)[0]
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
+
+
+def test_sliding_windows_match_one_big_window_for_a_pointwise_net() -> None:
+    net, image = pointwise_net(), torch.randn(3, 37, 50)
+    scales = (0.5, 1.0, 1.5)
+    sliding = predict_probs(net, image, scales=scales, window=12)
+    whole = predict_probs(net, image, scales=scales, window=80)
+    torch.testing.assert_close(sliding, whole, atol=1e-6, rtol=0)
+
+
+def test_flip_changes_nothing_for_a_mirror_symmetric_net() -> None:
+    net, image = mirror_symmetric_net(), torch.randn(3, 21, 21)
+    with_flip = predict_probs(net, image, scales=(1.0,), window=21, flip=True)
+    without = predict_probs(net, image, scales=(1.0,), window=21, flip=False)
+    torch.testing.assert_close(with_flip, without, atol=1e-6, rtol=0)
+
+
+def test_flip_averages_the_mirrored_prediction_back_in_place() -> None:
+    net, image = strided_net(), torch.randn(3, 21, 21)
+    with_flip = predict_probs(net, image, scales=(1.0,), window=21, flip=True)
+    plain = predict_probs(net, image, scales=(1.0,), window=21, flip=False)
+    mirrored = predict_probs(net, image.flip(-1), scales=(1.0,), window=21, flip=False)
+    torch.testing.assert_close(with_flip, (plain + mirrored.flip(-1)) / 2, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(37, 29), (5, 9), (64, 64)])
+def test_probabilities_of_odd_sizes(size: tuple[int, int]) -> None:
+    net, image = strided_net(), torch.randn(3, *size)
+    probs = predict_probs(net, image, window=16)
+    assert probs.shape == (CLASSES, *size)
+    assert torch.all(probs >= 0)
+    torch.testing.assert_close(probs.sum(0), torch.ones(size), atol=1e-5, rtol=0)
+
+
+def test_net_mode_is_restored_and_no_graph_is_built() -> None:
+    net = nn.Sequential(nn.Conv2d(3, CLASSES, 1), nn.Dropout(0.5)).train()
+    image = torch.randn(3, 10, 10)
+    first = predict_probs(net, image, scales=(1.0, 0.5), window=8)
+    assert net.training and not first.requires_grad
+    torch.testing.assert_close(first, predict_probs(net, image, scales=(1.0, 0.5), window=8))

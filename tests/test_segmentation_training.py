@@ -1,0 +1,132 @@
+"""Training of the segmentation network: poly lr, the loss, resume, determinism."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mcis_core import segmentation_training
+from mcis_core.config import EmbeddedParams, SegmentationParams
+from mcis_core.prepare import prepare_embedded
+from mcis_core.segmentation_training import (
+    poly_lr,
+    segmentation_loss,
+    train_segmentation,
+    training_fingerprint,
+)
+from mcis_core.training import Checkpoints, Process, export_model
+from mcis_core.voc import AUG_MASK_DIR, IGNORE_INDEX, LIST_DIR
+
+SEED = 0
+CPU = Process(rank=0, world=1, device=torch.device("cpu"))
+PARAMS = SegmentationParams(
+    backbone="narrow",
+    width=0.0625,
+    batch_norm=True,
+    pretrained="none",
+    crop_size=32,
+    batch_size=4,
+    accumulation=2,
+    epochs=2,
+    lr=0.01,
+)
+TRAIN_EPOCH = segmentation_training.train_epoch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def light_torch() -> Iterator[None]:
+    """Undo the global switches seed_everything flips, for the other test modules."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    if cublas is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "voc"
+    sizes = EmbeddedParams(train_images=4, aug_images=6, val_images=3, image_size=(40, 52))
+    prepare_embedded(sizes, seed=SEED, out=out)
+    return out
+
+
+def train(params: SegmentationParams, voc: Path, folder: Path) -> tuple[list, Checkpoints]:
+    labels = voc / AUG_MASK_DIR
+    checkpoints = Checkpoints(folder, training_fingerprint(params, SEED, voc, labels))
+    names = (voc / LIST_DIR / "train_aug.txt").read_text().split()
+    val = (voc / LIST_DIR / "val.txt").read_text().split()
+    history = train_segmentation(params, SEED, voc, names, labels, val, checkpoints, CPU)
+    return history, checkpoints
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"), [(0, 0.01), (50, 0.01 * 0.5**0.9), (100, 0.0), (75, 0.01 * 0.25**0.9)]
+)
+def test_poly_lr_by_hand(step: int, expected: float) -> None:
+    assert poly_lr(0.01, step, 100, 0.9) == pytest.approx(expected)
+
+
+def test_loss_is_the_mean_over_labelled_pixels() -> None:
+    logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(1))
+    labels[0, :2] = IGNORE_INDEX
+    by_pixel = [
+        -F.log_softmax(logits[b, :, y, x], dim=0)[labels[b, y, x]]
+        for b in range(2)
+        for y in range(4)
+        for x in range(4)
+        if labels[b, y, x] != IGNORE_INDEX
+    ]
+    assert float(segmentation_loss(logits, labels)) == pytest.approx(
+        float(torch.stack(by_pixel).mean()), rel=1e-6
+    )
+
+
+def test_a_wholly_ignored_batch_gives_zero_loss_and_gradient() -> None:
+    logits = torch.randn(2, 21, 3, 3, requires_grad=True)
+    loss = segmentation_loss(logits, torch.full((2, 24, 24), IGNORE_INDEX))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_interrupted_run_resumes_to_the_same_weights(
+    voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history_a, checkpoints_a = train(PARAMS, voc, tmp_path / "a")
+
+    def interrupt_in_epoch_1(*args: object, **kwargs: object) -> dict[str, float]:
+        if kwargs.get("epoch", args[5]) == 1:
+            raise KeyboardInterrupt
+        return TRAIN_EPOCH(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation_training, "train_epoch", interrupt_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(PARAMS, voc, tmp_path / "b")
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["epoch_000.pt"]
+    monkeypatch.setattr(segmentation_training, "train_epoch", TRAIN_EPOCH)
+    history_b, checkpoints_b = train(PARAMS, voc, tmp_path / "b")
+
+    assert history_b == history_a and [r["epoch"] for r in history_b] == [0, 1]
+    state_a, state_b = checkpoints_a.load(1)["model"], checkpoints_b.load(1)["model"]
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert history_a[0]["train_loss"] > 0 and 0.0 <= history_a[1]["val_miou"] <= 1.0
+
+
+def test_same_params_export_identical_model_files(voc: Path, tmp_path: Path) -> None:
+    params = replace(PARAMS, epochs=1)
+    exported = []
+    for name in ("first", "second"):
+        _, checkpoints = train(params, voc, tmp_path / name / "checkpoints")
+        export_model(checkpoints, 0, tmp_path / name / "model.pt")
+        exported.append((tmp_path / name / "model.pt").read_bytes())
+    assert exported[0] == exported[1]
