@@ -95,7 +95,10 @@ def make_pseudo_labels(
 
 
 def evaluate_pseudo_labels(voc_dir: Path, pseudo_dir: Path, names: Sequence[str]) -> dict:
-    """mIoU (ignored pixels left out, and counted as background), precision, recall."""
+    """mIoU (ignored pixels left out, and counted as background), precision, recall.
+
+    Scores without a single counted pixel behind them are None (precision: NaN).
+    """
     confusion = confusion_as_background = 0
     counts = LabelledCounts()
     for name in names:
@@ -110,7 +113,10 @@ def evaluate_pseudo_labels(voc_dir: Path, pseudo_dir: Path, names: Sequence[str]
         counts = counts + labelled_counts(pred, truth)
     if counts.pixels == 0:
         raise DatasetError(f"{pseudo_dir}: no pseudo labels of images with fine masks")
-    scores = segmentation_scores(confusion)
+    # every pixel ignored (a weak classifier can get there): no mIoU over labelled pixels
+    scores = (
+        segmentation_scores(confusion) if confusion.sum() else {"miou": None, "class_iou": None}
+    )
     quality = labelled_precision_recall(counts)
     return {
         "miou": scores["miou"],

@@ -8,6 +8,7 @@ precision and recall of the labelled pixels, the fraction of ignored pixels and
 the numbers of wholly ignored and skipped images.
 """
 
+import math
 from pathlib import Path
 
 from mcis_core.cli import run_stage
@@ -15,6 +16,11 @@ from mcis_core.config import load_params
 from mcis_core.io import read_names, write_json
 from mcis_core.pseudo_gt import evaluate_pseudo_labels, make_pseudo_labels
 from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
+
+
+def rounded(value: float | None) -> float | None:
+    """5 decimals; None (JSON null) for a score that has no pixels behind it."""
+    return None if value is None or math.isnan(value) else round(value, 5)
 
 
 def main() -> None:
@@ -35,10 +41,8 @@ def main() -> None:
     write_json(
         "metrics/pseudo_gt.json",
         {
-            "miou": round(quality["miou"], 5),
-            "miou_ignored_as_background": round(quality["miou_ignored_as_background"], 5),
-            "precision": round(quality["precision"], 5),
-            "recall": round(quality["recall"], 5),
+            **{k: rounded(quality[k]) for k in ("miou", "miou_ignored_as_background")},
+            **{k: rounded(quality[k]) for k in ("precision", "recall")},
             "ignored_fraction": round(summary.ignored_pixels / max(summary.pixels, 1), 5),
             "images_fully_ignored": summary.fully_ignored,
             "images_skipped": len(summary.skipped),
