@@ -7,11 +7,9 @@ with one intra-op thread (the machine is shared; oversubscribed threads are ~50x
 from __future__ import annotations
 
 import multiprocessing
-import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -59,18 +57,6 @@ DDP_TIMEOUT_S = 120.0
 class Run:
     history: list[dict[str, float]]
     checkpoints: Checkpoints
-
-
-@pytest.fixture(scope="module", autouse=True)
-def light_torch() -> Iterator[None]:
-    """Undo the global switches seed_everything flips, for the other test modules."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    yield
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-    if cublas is None:
-        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.crf_bench import reference_crf
 from mcis_core.config import ConfigError, CrfParams
 from mcis_core.dense_crf import BilateralKernel, dense_crf
 
@@ -215,29 +216,12 @@ def noisy_probs(labels: np.ndarray, classes: int, seed: int) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).float(), dim=0).numpy()
 
 
-def pydensecrf_reference(image: np.ndarray, probs: np.ndarray, params: CrfParams) -> np.ndarray:
-    """pydensecrf's mean field Q (C, H, W) with the same settings."""
-    densecrf = pytest.importorskip("pydensecrf.densecrf")
-    classes, height, width = probs.shape
-    crf = densecrf.DenseCRF2D(width, height, classes)
-    unary = -np.log(np.clip(probs, params.prob_floor, 1.0)).reshape(classes, -1)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
-    crf.addPairwiseBilateral(
-        sxy=params.bilateral_sxy,
-        srgb=params.bilateral_srgb,
-        rgbim=np.ascontiguousarray(image),
-        compat=params.bilateral_compat,
-    )
-    return np.array(crf.inference(params.iterations)).reshape(classes, height, width)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_agrees_with_pydensecrf(seed):
     pytest.importorskip("pydensecrf.densecrf")
     image, labels = scene(seed)
     probs = noisy_probs(labels, 5, seed)
-    expected = pydensecrf_reference(image, probs, SPEC).argmax(0)
+    expected = reference_crf(image, probs, SPEC).argmax(0)
     refined = dense_crf(torch.from_numpy(image), torch.from_numpy(probs), SPEC).argmax(0)
     assert (refined.numpy() == expected).mean() >= 0.99
     assert (expected != probs.argmax(0)).any()  # the CRF did change labels

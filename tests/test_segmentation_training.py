@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,18 +35,6 @@ PARAMS = SegmentationParams(
     lr=0.01,
 )
 TRAIN_EPOCH = segmentation_training.train_epoch
-
-
-@pytest.fixture(scope="module", autouse=True)
-def light_torch() -> Iterator[None]:
-    """Undo the global switches seed_everything flips, for the other test modules."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    yield
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-    if cublas is None:
-        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 @pytest.fixture(scope="module")
