@@ -1,10 +1,14 @@
 """Shared test setup."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+from mcis_core.config import EmbeddedParams
+from mcis_core.prepare import prepare_embedded
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -26,3 +30,22 @@ def _restore_determinism_switches() -> Iterator[None]:
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     if cublas is None:
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+@pytest.fixture(scope="session")
+def tiny_voc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """make(train, aug, val, image_size): an embedded VOC layout (seed 0), built once per size."""
+    built: dict[tuple, Path] = {}
+
+    def make(train: int, aug: int, val: int, image_size: tuple[int, int]) -> Path:
+        key = (train, aug, val, image_size)
+        if key not in built:
+            out = tmp_path_factory.mktemp("voc") / "voc"
+            sizes = EmbeddedParams(
+                train_images=train, aug_images=aug, val_images=val, image_size=image_size
+            )
+            prepare_embedded(sizes, seed=0, out=out)
+            built[key] = out
+        return built[key]
+
+    return make

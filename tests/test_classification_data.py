@@ -1,5 +1,8 @@
 """Pair sampling, views and batching of the classifier's training data."""
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,20 +17,13 @@ from mcis_core.classification_data import (
     normalize,
     shard,
 )  # fmt: skip
-from mcis_core.config import EmbeddedParams
 from mcis_core.io import read_names
-from mcis_core.prepare import prepare_embedded
 from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> PairDataset:
-    voc = tmp_path_factory.mktemp("data") / "voc"
-    prepare_embedded(
-        EmbeddedParams(train_images=6, aug_images=14, val_images=2, image_size=(40, 56)),
-        seed=0,
-        out=voc,
-    )
+def dataset(tiny_voc: Callable[..., Path]) -> PairDataset:
+    voc = tiny_voc(6, 14, 2, (40, 56))
     names = read_names(voc / LIST_DIR / "train_aug.txt")
     return PairDataset(
         voc,

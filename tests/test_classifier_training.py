@@ -10,6 +10,7 @@ import multiprocessing
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -21,8 +22,7 @@ from torch import nn
 from mcis_core import classifier_training
 from mcis_core.classifier_training import train_classifier, training_fingerprint
 from mcis_core.coattention import CoAttentionNet, ModelConfig
-from mcis_core.config import ClassifierParams, EmbeddedParams
-from mcis_core.prepare import prepare_embedded
+from mcis_core.config import ClassifierParams
 from mcis_core.training import (
     Checkpoints,
     Process,
@@ -60,11 +60,8 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "voc"
-    sizes = EmbeddedParams(train_images=6, aug_images=10, val_images=4, image_size=(48, 64))
-    prepare_embedded(sizes, seed=SEED, out=out)
-    return out
+def voc(tiny_voc: Callable[..., Path]) -> Path:
+    return tiny_voc(6, 10, 4, (48, 64))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,10 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from mcis_core.config import CrfParams, EmbeddedParams, EvaluateParams
+from mcis_core.config import CrfParams, EvaluateParams
 from mcis_core.evaluation import colourise, confusion_image, evaluate_split, overlay, predict
 from mcis_core.io import read_gray, read_names, read_rgb
-from mcis_core.prepare import prepare_embedded
 from mcis_core.segmentation_metrics import NUM_SEG_CLASSES
 from mcis_core.voc import FINE_MASK_DIR, LIST_DIR, voc_palette
 
@@ -36,11 +36,8 @@ class ColourNet(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "voc"
-    sizes = EmbeddedParams(train_images=2, aug_images=2, val_images=3, image_size=(40, 52))
-    prepare_embedded(sizes, seed=0, out=out)
-    return out
+def voc(tiny_voc: Callable[..., Path]) -> Path:
+    return tiny_voc(2, 2, 3, (40, 52))
 
 
 def test_predictions_are_written_and_scored_against_a_brute_force_count(

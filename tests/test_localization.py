@@ -9,6 +9,7 @@ on a tiny embedded dataset, and the threshold mIoU against a brute-force pixel l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,6 @@ from PIL import Image
 from torch import nn
 
 from mcis_core.coattention import NUM_CLASSES, CoAttentionNet, ModelConfig, PairOutput
-from mcis_core.config import EmbeddedParams
 from mcis_core.io import read_names, save_gray
 from mcis_core.localization import (
     AnchorPlan,
@@ -33,7 +33,6 @@ from mcis_core.localization import (
     self_view_maps,
 )
 from mcis_core.localization_metrics import evaluate_locmaps
-from mcis_core.prepare import prepare_embedded
 from mcis_core.voc import (
     FINE_MASK_DIR,
     IGNORE_INDEX,
@@ -306,11 +305,8 @@ def test_asymmetric_image_gives_asymmetric_maps(mirror_voc: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def embedded_voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("embedded") / "voc"
-    sizes = EmbeddedParams(train_images=4, aug_images=8, val_images=2, image_size=(56, 72))
-    prepare_embedded(sizes, seed=SEED, out=out)
-    return out
+def embedded_voc(tiny_voc: Callable[..., Path]) -> Path:
+    return tiny_voc(4, 8, 2, (56, 72))
 
 
 @pytest.fixture(scope="module")

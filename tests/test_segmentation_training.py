@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mcis_core import segmentation_training
-from mcis_core.config import EmbeddedParams, SegmentationParams
-from mcis_core.prepare import prepare_embedded
+from mcis_core.config import SegmentationParams
 from mcis_core.segmentation_training import (
     poly_lr,
     segmentation_loss,
@@ -38,11 +38,8 @@ TRAIN_EPOCH = segmentation_training.train_epoch
 
 
 @pytest.fixture(scope="module")
-def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "voc"
-    sizes = EmbeddedParams(train_images=4, aug_images=6, val_images=3, image_size=(40, 52))
-    prepare_embedded(sizes, seed=SEED, out=out)
-    return out
+def voc(tiny_voc: Callable[..., Path]) -> Path:
+    return tiny_voc(4, 6, 3, (40, 52))
 
 
 def train(params: SegmentationParams, voc: Path, folder: Path) -> tuple[list, Checkpoints]:
