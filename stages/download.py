@@ -8,23 +8,23 @@ OpenMoji dataset. Writes <data_dir>/voc and metrics/dataset.json.
 
 from pathlib import Path
 
-from mcis_core.cli import run_stage
-from mcis_core.config import ConfigError, load_params
-from mcis_core.io import write_json
-from mcis_core.prepare import prepare_embedded, prepare_voc2012
-from mcis_core.voc import dataset_stats
+from mcis_core.common.cli import run_stage
+from mcis_core.common.io import write_json
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import METRICS_DIR, stage_paths
+from mcis_core.dataset.params import DataParams
+from mcis_core.dataset.prepare import prepare_embedded, prepare_voc2012
+from mcis_core.dataset.voc import dataset_stats
 
 
 def main() -> None:
-    params = load_params()
-    out = Path(params.base.data_dir) / "voc"
-    if params.data.source == "voc2012":
-        if params.data.voc2012 is None:
-            raise ConfigError("data.voc2012: required when data.source is voc2012")
-        prepare_voc2012(params.data.voc2012, Path(params.base.download_cache), out)
+    base, data = load_section("base", BaseParams), load_section("data", DataParams)
+    out = stage_paths(base.data_dir).voc
+    if data.source == "voc2012":
+        prepare_voc2012(data.voc2012, Path(base.download_cache), out)
     else:
-        prepare_embedded(params.data.embedded, params.base.seed, out)
-    write_json("metrics/dataset.json", dataset_stats(out))
+        prepare_embedded(data.embedded, base.seed, out)
+    write_json(METRICS_DIR / "dataset.json", dataset_stats(out))
 
 
 if __name__ == "__main__":

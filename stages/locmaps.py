@@ -1,57 +1,61 @@
 """Stage `locmaps`: co-attention localization maps of every training image.
 
-Reads params `base`, `classifier.input_size`, `classifier.views` and `locmaps`,
-<data_dir>/voc and <data_dir>/classifier/model.pt. Writes one 8-bit map per
-(image, positive class) to <data_dir>/locmaps/<image>_<class 0-19>.png,
-metrics/locmaps.json (mIoU at the best background threshold on the train list)
-and metrics/locmaps_curve.csv (mIoU over thresholds).
+Reads params `base.seed` and `locmaps`, <data_dir>/voc and <data_dir>/classifier/model.pt
+(with its input size, views and class names). Writes one 8-bit map per (image, positive
+class) to <data_dir>/locmaps/<image>_<class id>.png, metrics/locmaps.json (mIoU at the
+best background threshold on the train list) and metrics/locmaps_curve.csv (mIoU over
+thresholds).
 """
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mcis_core.classifier_training import load_model
-from mcis_core.cli import run_stage
-from mcis_core.config import load_params
-from mcis_core.device import default_device
-from mcis_core.io import atomic_file, read_names, write_json
-from mcis_core.localization import ImageSource, Localizer, localize, plan_partners
-from mcis_core.localization_metrics import evaluate_locmaps
-from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
+from mcis_core.classifier.network import load_classifier
+from mcis_core.common.cli import run_stage
+from mcis_core.common.device import default_device
+from mcis_core.common.errors import DatasetError
+from mcis_core.common.io import atomic_file, write_json
+from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_class_labels, read_classes, read_split
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import METRICS_DIR, stage_paths
+from mcis_core.locmaps.maps import ImageSource, Localizer, localize, plan_partners
+from mcis_core.locmaps.metrics import evaluate_locmaps
+from mcis_core.locmaps.params import LocmapsParams
 
 
 def main() -> None:
-    params = load_params()
-    cfg, data_dir = params.locmaps, Path(params.base.data_dir)
-    voc, out = data_dir / "voc", data_dir / "locmaps"
-    names = read_names(voc / LIST_DIR / "train_aug.txt")
-    labels = read_class_labels(voc / LABELS_FILE)
+    base, cfg = load_section("base", BaseParams), load_section("locmaps", LocmapsParams)
+    paths = stage_paths(base.data_dir)
+    names, labels = read_split(paths.voc, TRAIN_AUG), read_class_labels(paths.voc)
+    classes = read_classes(paths.voc)
     device = default_device()
+    net, meta = load_classifier(paths.classifier_model, device)
+    if tuple(meta["classes"]) != classes:
+        raise DatasetError(f"{paths.classifier_model}: trained on other classes than {paths.voc}")
     localizer = Localizer(
-        load_model(data_dir / "classifier" / "model.pt", device),
-        ImageSource(voc, names, params.classifier.input_size),
-        params.classifier.views,
+        net,
+        ImageSource(paths.voc, names, meta["input_size"]),
+        meta["views"],
+        cfg.view_gate,
         device,
         naive=cfg.naive,
     )
-    plans = plan_partners([labels[n] for n in names], cfg.partners, params.base.seed)
-    localize(localizer, plans, names, out)
+    plans = plan_partners([labels[n] for n in names], len(classes), cfg.partners, base.seed)
+    localize(localizer, plans, names, paths.locmaps)
 
     thresholds = np.round(np.arange(cfg.threshold_step, 1.0, cfg.threshold_step), 4)
     threshold, scores, curve = evaluate_locmaps(
-        voc, out, read_names(voc / LIST_DIR / "train.txt"), labels, thresholds
+        paths.voc, paths.locmaps, read_split(paths.voc, TRAIN), labels, len(classes), thresholds
     )
     write_json(
-        "metrics/locmaps.json",
+        METRICS_DIR / "locmaps.json",
         {
             "miou": round(scores["miou"], 5),
             "best_threshold": float(threshold),
             "pixel_accuracy": round(scores["pixel_accuracy"], 5),
         },
     )
-    with atomic_file("metrics/locmaps_curve.csv") as handle:
+    with atomic_file(METRICS_DIR / "locmaps_curve.csv") as handle:
         pd.DataFrame(curve).round(5).to_csv(handle, index=False)
 
 

@@ -1,21 +1,22 @@
 """Stage `pseudo_gt`: MCIS pseudo labels of every training image.
 
-Reads params `base` and `pseudo_gt`, <data_dir>/voc, <data_dir>/saliency and
-<data_dir>/locmaps. Writes a VOC palette PNG per train_aug image to
-<data_dir>/pseudo_gt/<name>.png and metrics/pseudo_gt.json: mIoU against the fine
-masks of the train list (ignored pixels left out, and counted as background),
-precision and recall of the labelled pixels, the fraction of ignored pixels and
-the numbers of wholly ignored and skipped images.
+Reads params `pseudo_gt`, <data_dir>/voc, <data_dir>/saliency and <data_dir>/locmaps.
+Writes a VOC palette PNG per train_aug image to <data_dir>/pseudo_gt/<name>.png and
+metrics/pseudo_gt.json: mIoU against the fine masks of the train list (ignored pixels
+left out, and counted as background), precision and recall of the labelled pixels, the
+fraction of ignored pixels and the numbers of wholly ignored and skipped images.
 """
 
 import math
-from pathlib import Path
 
-from mcis_core.cli import run_stage
-from mcis_core.config import load_params
-from mcis_core.io import read_names, write_json
-from mcis_core.pseudo_gt import evaluate_pseudo_labels, make_pseudo_labels
-from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
+from mcis_core.common.cli import run_stage
+from mcis_core.common.io import write_json
+from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_class_labels, read_classes, read_split
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import METRICS_DIR, stage_paths
+from mcis_core.pseudo_gt.labels import make_pseudo_labels
+from mcis_core.pseudo_gt.metrics import evaluate_pseudo_labels
+from mcis_core.pseudo_gt.params import PseudoGtParams
 
 
 def rounded(value: float | None) -> float | None:
@@ -24,22 +25,24 @@ def rounded(value: float | None) -> float | None:
 
 
 def main() -> None:
-    params = load_params()
-    cfg, data_dir = params.pseudo_gt, Path(params.base.data_dir)
-    voc, out = data_dir / "voc", data_dir / "pseudo_gt"
-    names = read_names(voc / LIST_DIR / "train_aug.txt")
+    base, cfg = load_section("base", BaseParams), load_section("pseudo_gt", PseudoGtParams)
+    paths = stage_paths(base.data_dir)
+    num_classes = len(read_classes(paths.voc))
     summary = make_pseudo_labels(
-        names,
-        read_class_labels(voc / LABELS_FILE),
-        data_dir / "saliency",
-        data_dir / "locmaps",
-        out,
+        read_split(paths.voc, TRAIN_AUG),
+        read_class_labels(paths.voc),
+        num_classes,
+        paths.saliency,
+        paths.locmaps,
+        paths.pseudo_gt,
         cfg.rules,
         skip_missing=cfg.on_missing == "skip",
     )
-    quality = evaluate_pseudo_labels(voc, out, read_names(voc / LIST_DIR / "train.txt"))
+    quality = evaluate_pseudo_labels(
+        paths.voc, paths.pseudo_gt, read_split(paths.voc, TRAIN), num_classes
+    )
     write_json(
-        "metrics/pseudo_gt.json",
+        METRICS_DIR / "pseudo_gt.json",
         {
             **{k: rounded(quality[k]) for k in ("miou", "miou_ignored_as_background")},
             **{k: rounded(quality[k]) for k in ("precision", "recall")},

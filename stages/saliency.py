@@ -11,32 +11,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from mcis_core.cli import run_stage
-from mcis_core.config import load_params
-from mcis_core.io import atomic_file, read_names, write_json
-from mcis_core.saliency_maps import (
+from mcis_core.common.cli import run_stage
+from mcis_core.common.io import atomic_file, write_json
+from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_split
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import METRICS_DIR, stage_paths
+from mcis_core.saliency.maps import (
     compute_saliency_maps,
     evaluate_saliency_maps,
     fetch_saliency_maps,
 )
-from mcis_core.voc import LIST_DIR
+from mcis_core.saliency.params import SaliencyParams
 
 
 def main() -> None:
-    params = load_params()
-    voc = Path(params.base.data_dir) / "voc"
-    out = Path(params.base.data_dir) / "saliency"
-    names = read_names(voc / LIST_DIR / "train_aug.txt")
-    if params.saliency.source == "fetch":
-        fetch_saliency_maps(
-            params.saliency.fetch, Path(params.base.download_cache), voc, names, out
-        )
+    base, cfg = load_section("base", BaseParams), load_section("saliency", SaliencyParams)
+    paths = stage_paths(base.data_dir)
+    names = read_split(paths.voc, TRAIN_AUG)
+    if cfg.source == "fetch":
+        fetch_saliency_maps(cfg.fetch, Path(base.download_cache), paths.voc, names, paths.saliency)
     else:
-        compute_saliency_maps(voc, names, out, params.saliency.compute)
+        compute_saliency_maps(paths.voc, names, paths.saliency, cfg.compute)
 
-    scores = evaluate_saliency_maps(voc, read_names(voc / LIST_DIR / "train.txt"), out)
+    scores = evaluate_saliency_maps(paths.voc, read_split(paths.voc, TRAIN), paths.saliency)
     write_json(
-        "metrics/saliency.json",
+        METRICS_DIR / "saliency.json",
         {
             "mae": round(scores.mae, 5),
             "max_fbeta": round(scores.max_fbeta, 5),
@@ -46,7 +45,7 @@ def main() -> None:
     curve = pd.DataFrame(
         {"threshold": range(256), "precision": scores.precision, "recall": scores.recall}
     ).round(5)
-    with atomic_file("metrics/saliency_pr.csv") as handle:
+    with atomic_file(METRICS_DIR / "saliency_pr.csv") as handle:
         curve.to_csv(handle, index=False)
 
 

@@ -3,36 +3,37 @@
 Reads params `base` and `classifier` and <data_dir>/voc. Launched by torchrun
 (classifier.nproc processes; DDP when more than one). Writes a checkpoint per
 epoch to <data_dir>/classifier/checkpoints (a persist output: an interrupted run
-resumes), the weights of epoch classifier.use_epoch to <data_dir>/classifier/model.pt,
-metrics/classifier.json (that epoch's metrics) and metrics/classifier_history.csv.
+resumes), the weights of epoch classifier.use_epoch with the class names, input
+size and views to <data_dir>/classifier/model.pt, metrics/classifier.json (that
+epoch's metrics) and metrics/classifier_history.csv.
 """
-
-from pathlib import Path
 
 import pandas as pd
 
-from mcis_core.classifier_training import train_classifier, training_fingerprint
-from mcis_core.cli import run_stage
-from mcis_core.config import load_params
-from mcis_core.io import atomic_file, write_json
-from mcis_core.training import Checkpoints, close_process, export_model, init_process
+from mcis_core.classifier.params import ClassifierParams
+from mcis_core.classifier.train import export_classifier, train_classifier, training_fingerprint
+from mcis_core.common.cli import run_stage
+from mcis_core.common.io import atomic_file, write_json
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import METRICS_DIR, stage_paths
+from mcis_core.training.checkpoints import Checkpoints
+from mcis_core.training.process import close_process, init_process
 
 
 def main() -> None:
-    params = load_params()
-    cfg, data_dir = params.classifier, Path(params.base.data_dir)
+    base, cfg = load_section("base", BaseParams), load_section("classifier", ClassifierParams)
+    paths = stage_paths(base.data_dir)
     process = init_process()
     checkpoints = Checkpoints(
-        data_dir / "classifier" / "checkpoints",
-        training_fingerprint(cfg, params.base.seed, data_dir / "voc"),
+        paths.classifier_checkpoints, training_fingerprint(cfg, base.seed, paths.voc)
     )
-    history = train_classifier(cfg, params.base.seed, data_dir / "voc", checkpoints, process)
+    history = train_classifier(cfg, base.seed, paths.voc, checkpoints, process)
     close_process()
     if not process.is_main:
         return
-    chosen = export_model(checkpoints, cfg.use_epoch, data_dir / "classifier" / "model.pt")
-    write_json("metrics/classifier.json", {k: round(v, 5) for k, v in chosen.items()})
-    with atomic_file("metrics/classifier_history.csv") as handle:
+    chosen = export_classifier(cfg, checkpoints, paths.voc, paths.classifier_model)
+    write_json(METRICS_DIR / "classifier.json", {k: round(v, 5) for k, v in chosen.items()})
+    with atomic_file(METRICS_DIR / "classifier_history.csv") as handle:
         pd.DataFrame(history).round(5).to_csv(handle, index=False)
 
 

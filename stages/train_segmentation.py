@@ -1,58 +1,62 @@
 """Stage `train_segmentation`: DeepLab-LargeFOV on the pseudo labels (or the ground truth).
 
-Reads params `base.seed` and `segmentation`, <data_dir>/voc, <data_dir>/pseudo_gt
-and <data_dir>/classifier/model.pt (the narrow backbone's initialisation). Launched
-by torchrun (segmentation.nproc processes). Writes a checkpoint per epoch to
+Reads params `base.seed` and `segmentation`, <data_dir>/voc, <data_dir>/pseudo_gt and
+<data_dir>/classifier/model.pt (the narrow backbone's initialisation). Launched by
+torchrun (segmentation.nproc processes). Writes a checkpoint per epoch to
 <data_dir>/segmentation/checkpoints (persist: an interrupted run resumes), the final
-weights to <data_dir>/segmentation/model.pt, metrics/segmentation.json and
-metrics/segmentation_history.csv.
+weights with the class names to <data_dir>/segmentation/model.pt,
+metrics/segmentation.json and metrics/segmentation_history.csv.
 """
-
-from pathlib import Path
 
 import pandas as pd
 
-from mcis_core.cli import run_stage
-from mcis_core.config import load_params
-from mcis_core.io import atomic_file, read_names, write_json
-from mcis_core.segmentation_training import train_segmentation, training_fingerprint
-from mcis_core.training import Checkpoints, close_process, export_model, init_process
-from mcis_core.voc import AUG_MASK_DIR, LIST_DIR
+from mcis_core.common.cli import run_stage
+from mcis_core.common.io import atomic_file, write_json
+from mcis_core.common.layout import AUG_MASK_DIR, TRAIN_AUG, VAL, read_classes, read_split
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import METRICS_DIR, label_path, stage_paths
+from mcis_core.segmentation.params import SegmentationParams
+from mcis_core.segmentation.train import (
+    export_segmentation,
+    train_segmentation,
+    training_fingerprint,
+)
+from mcis_core.training.checkpoints import Checkpoints
+from mcis_core.training.process import close_process, init_process
 
 
 def main() -> None:
-    params = load_params()
-    cfg, data_dir = params.segmentation, Path(params.base.data_dir)
-    voc = data_dir / "voc"
-    label_dir = data_dir / "pseudo_gt" if cfg.labels == "pseudo" else voc / AUG_MASK_DIR
-    classifier = data_dir / "classifier" / "model.pt"
+    base = load_section("base", BaseParams)
+    cfg = load_section("segmentation", SegmentationParams)
+    paths = stage_paths(base.data_dir)
+    label_dir = paths.pseudo_gt if cfg.labels == "pseudo" else paths.voc / AUG_MASK_DIR
+    classes = read_classes(paths.voc)
     names = [  # pseudo_gt.on_missing: skip leaves some images without labels
-        n
-        for n in read_names(voc / LIST_DIR / "train_aug.txt")
-        if (label_dir / f"{n}.png").is_file()
+        n for n in read_split(paths.voc, TRAIN_AUG) if label_path(label_dir, n).is_file()
     ]
     process = init_process()
     checkpoints = Checkpoints(
-        data_dir / "segmentation" / "checkpoints",
-        training_fingerprint(cfg, params.base.seed, voc, label_dir),
+        paths.segmentation_checkpoints,
+        training_fingerprint(cfg, base.seed, paths.voc, label_dir),
     )
     history = train_segmentation(
         cfg,
-        params.base.seed,
-        voc,
+        base.seed,
+        paths.voc,
         names,
         label_dir,
-        read_names(voc / LIST_DIR / "val.txt"),
+        read_split(paths.voc, VAL),
+        len(classes),
         checkpoints,
         process,
-        classifier_path=classifier,
+        classifier_path=paths.classifier_model,
     )
     close_process()
     if not process.is_main:
         return
-    final = export_model(checkpoints, cfg.epochs - 1, data_dir / "segmentation" / "model.pt")
-    write_json("metrics/segmentation.json", {k: round(v, 5) for k, v in final.items()})
-    with atomic_file("metrics/segmentation_history.csv") as handle:
+    final = export_segmentation(cfg, checkpoints, classes, paths.segmentation_model)
+    write_json(METRICS_DIR / "segmentation.json", {k: round(v, 5) for k, v in final.items()})
+    with atomic_file(METRICS_DIR / "segmentation_history.csv") as handle:
         pd.DataFrame(history).round(5).to_csv(handle, index=False)
 
 

@@ -2,13 +2,14 @@
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from mcis_core.config import EmbeddedParams
-from mcis_core.prepare import prepare_embedded
+from mcis_core.dataset.prepare import prepare_embedded
+from tests.params import section
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -41,8 +42,12 @@ def tiny_voc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         key = (train, aug, val, image_size)
         if key not in built:
             out = tmp_path_factory.mktemp("voc") / "voc"
-            sizes = EmbeddedParams(
-                train_images=train, aug_images=aug, val_images=val, image_size=image_size
+            sizes = replace(
+                section("data").embedded,
+                train_images=train,
+                aug_images=aug,
+                val_images=val,
+                image_size=image_size,
             )
             prepare_embedded(sizes, seed=0, out=out)
             built[key] = out

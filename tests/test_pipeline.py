@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mcis_core.voc import LABELS_FILE, read_class_labels
+from mcis_core.common.layout import read_class_labels
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -111,7 +111,7 @@ def test_repro_builds_every_stage(project: Path) -> None:
         p.name for p in (project / "data" / "classifier" / "checkpoints").iterdir()
     )
     assert checkpoints == ["epoch_001.pt"]
-    labels = read_class_labels(voc / LABELS_FILE)
+    labels = read_class_labels(voc)
     expected_maps = sorted(f"{n}_{c}.png" for n in train_aug for c in labels[n])
     assert sorted(p.name for p in (project / "data" / "locmaps").iterdir()) == expected_maps
     locmaps = json.loads((project / "metrics" / "locmaps.json").read_text())

@@ -1,0 +1,123 @@
+"""Image-level training data of the co-attention classifier: pairs, views, jitter
+(docs/method.md §3.5).
+
+Every random choice of item i in epoch e comes from a generator seeded with (seed, e, i)
+(`training.batches.EpochDataset`), so a sample does not depend on the process, worker or
+batch that loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+
+from mcis_core.common.layout import image_path
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized
+from mcis_core.training.batches import EpochDataset
+
+MIRROR_PROB = 0.5  # warm-up images are mirrored with this probability
+
+
+def label_vector(classes: Sequence[int], num_classes: int) -> torch.Tensor:
+    """Class ids -> (K,) float 0/1 vector."""
+    y = torch.zeros(num_classes)
+    y[list(classes)] = 1.0
+    return y
+
+
+def colour_jitter(
+    image: torch.Tensor, strength: Sequence[float], rng: np.random.Generator
+) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue jitter with factors drawn from `rng`."""
+    brightness, contrast, saturation, hue = strength
+    image = TF.adjust_brightness(image, rng.uniform(1 - brightness, 1 + brightness))
+    image = TF.adjust_contrast(image, rng.uniform(1 - contrast, 1 + contrast))
+    image = TF.adjust_saturation(image, rng.uniform(1 - saturation, 1 + saturation))
+    return TF.adjust_hue(image, rng.uniform(-hue, hue))
+
+
+class LabelledImages(EpochDataset):
+    """Named training images with their class ids, read at the network's input size."""
+
+    def __init__(
+        self,
+        root: Path,
+        names: Sequence[str],
+        labels: dict[str, list[int]],
+        num_classes: int,
+        input_size: int,
+        seed: int,
+    ) -> None:
+        super().__init__(names, seed)
+        self.root, self.labels = root, [labels[n] for n in self.names]
+        self.num_classes, self.input_size = num_classes, input_size
+
+    def image(self, index: int) -> torch.Tensor:
+        """(3, S, S) image in [0, 1], not yet normalised."""
+        return load_resized(image_path(self.root, self.names[index]), self.input_size)
+
+    def target(self, index: int) -> torch.Tensor:
+        return label_vector(self.labels[index], self.num_classes)
+
+
+class PairDataset(LabelledImages):
+    """Item i of the current epoch: anchor i, a partner sharing one of its classes, views."""
+
+    def __init__(self, *args, view_scales: Sequence[float], jitter: Sequence[float]) -> None:
+        super().__init__(*args)
+        self.view_scales, self.jitter = tuple(view_scales), jitter
+        self.with_class = [
+            np.array([i for i, ls in enumerate(self.labels) if c in ls])
+            for c in range(self.num_classes)
+        ]
+
+    def partner_of(self, index: int, rng: np.random.Generator) -> int:
+        """A random image sharing a random class of image `index` (itself only if alone)."""
+        cls = self.labels[index][int(rng.integers(len(self.labels[index])))]
+        others = self.with_class[cls][self.with_class[cls] != index]
+        return int(rng.choice(others)) if len(others) else index
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        partner = self.partner_of(index, rng)
+        anchor, other = self.image(index), self.image(partner)
+        item = {
+            "anchor": imagenet_normalize(colour_jitter(anchor, self.jitter, rng)),
+            "partner": imagenet_normalize(colour_jitter(other, self.jitter, rng)),
+            "y_a": self.target(index),
+            "y_b": self.target(partner),
+        }
+        for i, view in enumerate(anchor_views(anchor, self.view_scales)):
+            item[f"view{i}"] = imagenet_normalize(view)
+        return item
+
+
+class WarmupDataset(LabelledImages):
+    """Item i of the current epoch: image i colour-jittered and mirrored at random, its labels."""
+
+    def __init__(self, *args, jitter: Sequence[float]) -> None:
+        super().__init__(*args)
+        self.jitter = jitter
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        image = colour_jitter(self.image(index), self.jitter, rng)
+        if rng.random() < MIRROR_PROB:
+            image = TF.hflip(image)
+        return {"anchor": imagenet_normalize(image), "y_a": self.target(index)}
+
+
+class ValidationImages(LabelledImages):
+    """Plain (image, label vector) items for validation: no random choice."""
+
+    def __init__(
+        self, root: Path, names: Sequence[str], labels: dict[str, list[int]], *sizes: int
+    ) -> None:
+        super().__init__(root, names, labels, *sizes, seed=0)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return imagenet_normalize(self.image(index)), self.target(index)

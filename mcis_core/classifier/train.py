@@ -1,0 +1,193 @@
+"""Training of the MCIS co-attention classifier (docs/method.md §3), resumable and DDP-ready.
+
+The epoch loop, resume, DDP and checkpoints are `training.loop.fit`'s; this module
+says what a classifier epoch is (warm-up or MCIS pairs) and how it is validated.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mcis_core.classifier.data import PairDataset, ValidationImages, WarmupDataset
+from mcis_core.classifier.loss import (
+    LOSS_TERMS,
+    MCISObjective,
+    complementary_targets,
+    multilabel_loss,
+)
+from mcis_core.classifier.metrics import macro_f1, mean_average_precision
+from mcis_core.classifier.network import EXPORT_KIND, CoAttentionNet, ModelConfig, global_average
+from mcis_core.classifier.params import ClassifierParams
+from mcis_core.common.errors import ConfigError
+from mcis_core.common.layout import TRAIN_AUG, VAL, read_class_labels, read_classes, read_split
+from mcis_core.models.pretrained import imagenet_state_dict
+from mcis_core.models.vgg import VGG16_IMAGENET_URL, load_imagenet_convs
+from mcis_core.training.batches import epoch_batches, shard
+from mcis_core.training.checkpoints import Checkpoints, run_fingerprint
+from mcis_core.training.loop import Record, export_checkpoint, fit
+from mcis_core.training.optim import parameter_groups, set_lr, step_lr
+from mcis_core.training.process import (
+    Process,
+    any_across_processes,
+    mean_across_processes,
+    seed_everything,
+)
+
+VALIDATION_BATCH = 32
+
+
+def model_config(params: ClassifierParams, num_classes: int) -> ModelConfig:
+    """The network a parameter set describes."""
+    if params.backbone == "vgg16":
+        return ModelConfig(width=1.0, batch_norm=False, num_classes=num_classes)
+    return ModelConfig(params.width, params.batch_norm, num_classes)
+
+
+def build_model(params: ClassifierParams, num_classes: int, seed: int) -> CoAttentionNet:
+    """A freshly initialised (and, if asked, ImageNet-initialised) co-attention network."""
+    torch.manual_seed(seed)
+    net = CoAttentionNet(model_config(params, num_classes))
+    if params.pretrained == "imagenet":
+        state = imagenet_state_dict(
+            VGG16_IMAGENET_URL, params.pretrained_path, "classifier.pretrained_path"
+        )
+        load_imagenet_convs(net.backbone, state)
+    return net
+
+
+def training_fingerprint(params: ClassifierParams, seed: int, voc_dir: Path) -> str:
+    """What determines the checkpoints: params (but the worker count), seed, the dataset."""
+    return run_fingerprint(params, seed, [voc_dir])
+
+
+def export_meta(params: ClassifierParams, classes: tuple[str, ...]) -> dict:
+    """What later stages need to use the exported classifier."""
+    return {"classes": list(classes), "input_size": params.input_size, "views": list(params.views)}
+
+
+def train_classifier(
+    params: ClassifierParams, seed: int, voc_dir: Path, checkpoints: Checkpoints, process: Process
+) -> list[Record]:
+    """Train (resuming from the newest matching checkpoint); return the per-epoch history."""
+    seed_everything(seed)
+    classes, labels = read_classes(voc_dir), read_class_labels(voc_dir)
+    names = read_split(voc_dir, TRAIN_AUG)
+    if len(names) < params.batch_size:
+        raise ConfigError(
+            f"classifier.batch_size: {params.batch_size} is more than the "
+            f"{len(names)} training images: an epoch would have no step"
+        )
+    sizes = (len(classes), params.input_size)
+    pair_set = PairDataset(
+        voc_dir, names, labels, *sizes, seed, view_scales=params.views, jitter=params.jitter
+    )
+    warmup_set = WarmupDataset(voc_dir, names, labels, *sizes, seed, jitter=params.jitter)
+    val_set = ValidationImages(voc_dir, read_split(voc_dir, VAL), labels, *sizes)
+    net = build_model(params, len(classes), seed).to(process.device)
+    groups = parameter_groups([net.backbone], net.head_modules(), params.lr, params.lr_multipliers)
+    optimizer = torch.optim.SGD(
+        groups, momentum=params.momentum, weight_decay=params.weight_decay, nesterov=True
+    )
+
+    def run_epoch(objective: nn.Module, epoch: int) -> Record:
+        lr = step_lr(params.lr, epoch, params.lr_steps, params.lr_gamma)
+        set_lr(optimizer, lr)
+        dataset = warmup_set if epoch < params.warmup_epochs else pair_set
+        stats = train_epoch(objective, optimizer, dataset, params, seed, epoch, process)
+        return {"lr": lr, **stats}
+
+    return fit(
+        net,
+        MCISObjective(net, params.coattention, params.contrastive),
+        optimizer,
+        params.epochs,
+        run_epoch,
+        lambda: evaluate_classifier(net, val_set, process.device, params.num_workers),
+        checkpoints,
+        process,
+        keep={params.use_epoch},
+        find_unused_parameters=True,  # the gate has no gradient before the contrastive epochs
+    )
+
+
+def train_epoch(
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dataset: PairDataset | WarmupDataset,
+    params: ClassifierParams,
+    seed: int,
+    epoch: int,
+    process: Process,
+) -> Record:
+    """One pass over the training pairs (or warm-up images); returns each loss term's mean."""
+    objective.train()
+    dataset.set_epoch(epoch)
+    warmup = isinstance(dataset, WarmupDataset)
+    batch_size = 2 * params.batch_size if warmup else params.batch_size
+    batches = [
+        shard(b, process.rank, process.world)
+        for b in epoch_batches(len(dataset), batch_size, seed, epoch)
+    ]
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=params.num_workers)
+    contrastive_now = params.contrastive and epoch >= params.contrastive_from_epoch
+    amp = params.amp and process.device.type == "cuda"
+    sums: dict[str, float] = defaultdict(float)
+    for batch in tqdm(loader, desc=f"epoch {epoch}", unit="step", disable=not process.is_main):
+        batch = {k: v.to(process.device, non_blocking=True) for k, v in batch.items()}
+        views = [batch[f"view{i}"] for i in range(len(params.views))] if not warmup else []
+        comp_active = (False, False)
+        if contrastive_now and not warmup:
+            comp_a, comp_b = complementary_targets(batch["y_a"], batch["y_b"])
+            flags = [bool(comp_a.any()), bool(comp_b.any())]
+            comp_active = tuple(any_across_processes(flags, process.device))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            terms = objective(
+                batch["anchor"],
+                batch.get("partner"),
+                views,
+                batch["y_a"],
+                batch.get("y_b"),
+                comp_active=comp_active,
+            )
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        for name in ("loss", *LOSS_TERMS):
+            sums[name] += float(terms[name].detach())
+    means = {f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()}
+    return mean_across_processes(means, process.device)
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    net: CoAttentionNet, dataset: ValidationImages, device: torch.device, num_workers: int
+) -> Record:
+    """Validation loss, mAP and macro F1 at 0.5 of the single-image branch."""
+    net.eval()
+    logits, targets = [], []
+    loader = DataLoader(dataset, batch_size=VALIDATION_BATCH, num_workers=num_workers)
+    for images, labels in loader:
+        logits.append(global_average(net.cam(net.features(images.to(device)))).float().cpu())
+        targets.append(labels)
+    net.train()
+    scores, truth = torch.cat(logits), torch.cat(targets)
+    probabilities = torch.sigmoid(scores).numpy()
+    return {
+        "val_loss": float(multilabel_loss(scores, truth)),
+        "val_map": mean_average_precision(scores.numpy(), truth.numpy()),
+        "val_f1": macro_f1(probabilities, truth.numpy()),
+    }
+
+
+def export_classifier(
+    params: ClassifierParams, checkpoints: Checkpoints, voc_dir: Path, out: Path
+) -> Record:
+    """Export epoch `use_epoch` with its meta to `out`; return that epoch's record."""
+    meta = export_meta(params, read_classes(voc_dir))
+    return export_checkpoint(checkpoints, params.use_epoch, out, EXPORT_KIND, meta)

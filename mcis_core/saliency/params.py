@@ -1,0 +1,35 @@
+"""Parameters of the `saliency` stage (params.yaml section `saliency`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mcis_core.common.params import RemoteFile, param
+
+
+@dataclass(frozen=True)
+class SaliencyComputeParams:
+    """Minimum Barrier salient object detection, MB+ (mcis_core.saliency.mbplus)."""
+
+    max_side: int = param("images shrink so their longer side is at most this (MB+: 300)", ge=8)
+    sweeps: int = param("raster + anti-raster passes of the barrier distance transform", ge=1)
+    boundary_width: int = param("pixels of each image border used as background seeds", ge=1)
+    batch_size: int = param("images per call (output does not depend on it)", ge=1)
+
+
+@dataclass(frozen=True)
+class SaliencyParams:
+    """Where the saliency maps come from."""
+
+    source: Literal["compute", "fetch"] = param("compute: MB+; fetch: an archive of maps")
+    fetch: RemoteFile | None = param("archive of <image>.png maps, for source: fetch")
+    compute: SaliencyComputeParams = param("MB+ settings, for source: compute")
+
+    def relations(self) -> list[tuple[bool, str]]:
+        return [
+            (
+                self.source == "fetch" and self.fetch is None,
+                "fetch: required when saliency.source is fetch",
+            )
+        ]
