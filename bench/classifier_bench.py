@@ -19,10 +19,13 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mcis_core.classifier_training import build_model
-from mcis_core.coattention import NUM_CLASSES
-from mcis_core.config import load_params
-from mcis_core.mcis_loss import MCISObjective
+from mcis_core.classifier.loss import MCISObjective
+from mcis_core.classifier.params import ClassifierParams
+from mcis_core.classifier.train import build_model
+from mcis_core.common.params import load_section
+from mcis_core.dataset.voc import VOC_CLASSES
+
+NUM_CLASSES = len(VOC_CLASSES)  # the synthetic batch's label width: VOC's classes
 
 
 def synthetic_batch(batch: int, size: int, scales: tuple[float, ...]) -> dict:
@@ -79,8 +82,8 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 
 def main(steps: int = 6) -> dict:
-    cfg = load_params().classifier
-    net = build_model(cfg, seed=0)
+    cfg = load_section("classifier", ClassifierParams)
+    net = build_model(cfg, NUM_CLASSES, seed=0)
     objective = MCISObjective(net, cfg.coattention, cfg.contrastive).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-6, momentum=0.9)
     batch = synthetic_batch(cfg.batch_size, cfg.input_size, cfg.views)

@@ -1,4 +1,4 @@
-"""Benchmark: the exact dense CRF (mcis_core.dense_crf) against pydensecrf's lattice CRF.
+"""Benchmark: the exact dense CRF (mcis_core.evaluate.crf) against pydensecrf's lattice CRF.
 
 Both run on the CPU, side by side per image, on the first N val images of data/voc with the
 settings of params.yaml's `evaluate.crf`. The class probabilities are the val predictions of
@@ -19,19 +19,26 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mcis_core.config import CrfParams, load_params
-from mcis_core.deeplab import load_segmentation_model
-from mcis_core.dense_crf import dense_crf
-from mcis_core.evaluation import network_probs
-from mcis_core.io import read_gray, read_names, read_rgb
-from mcis_core.segmentation_metrics import NUM_SEG_CLASSES
-from mcis_core.voc import FINE_MASK_DIR, IGNORE_INDEX, JPEG_DIR, LIST_DIR, VAL
+from mcis_core.common.io import read_gray, read_rgb
+from mcis_core.common.layout import (
+    IGNORE_INDEX,
+    VAL,
+    fine_mask_path,
+    image_path,
+    read_classes,
+    read_split,
+)
+from mcis_core.common.params import BaseParams, load_section
+from mcis_core.common.paths import stage_paths
+from mcis_core.evaluate.crf import dense_crf
+from mcis_core.evaluate.evaluation import network_probs
+from mcis_core.evaluate.params import CrfParams, EvaluateParams
+from mcis_core.segmentation.network import load_segmentation_model
 
 try:
     import pydensecrf.densecrf as densecrf
@@ -44,10 +51,13 @@ NOISE = 1.0  # standard deviation of the logit noise
 SEED = 0
 
 
-def noisy_probs(mask: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """Softmax of blurred one-hot ground truth plus noise: (21, H, W) float32."""
+def noisy_probs(mask: np.ndarray, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """Softmax of blurred one-hot ground truth plus noise: (num_classes, H, W) float32.
+
+    num_classes counts the background (21 for VOC).
+    """
     labels = torch.from_numpy(mask.astype(np.int64))
-    one_hot = (labels[None] == torch.arange(NUM_SEG_CLASSES)[:, None, None]).float()
+    one_hot = (labels[None] == torch.arange(num_classes)[:, None, None]).float()
     blurred = F.avg_pool2d(one_hot[None], BLUR, stride=1, padding=BLUR // 2)[0]
     noise = torch.randn(blurred.shape, generator=generator)
     return torch.softmax(LOGIT_SCALE * blurred + NOISE * noise, dim=0)
@@ -79,20 +89,26 @@ def timed(function, *args) -> tuple[float, np.ndarray]:
 
 def main(num_images: int = 20, threads: int = 1) -> dict:
     torch.set_num_threads(threads)
-    config = load_params()
-    data_dir = Path(config.base.data_dir)
-    voc, model_path = data_dir / "voc", data_dir / "segmentation" / "model.pt"
-    net = load_segmentation_model(model_path, torch.device("cpu")) if model_path.is_file() else None
-    names = read_names(voc / LIST_DIR / f"{VAL}.txt")[:num_images]
-    params, generator = config.evaluate.crf, torch.Generator().manual_seed(SEED)
+    base, evaluate = load_section("base", BaseParams), load_section("evaluate", EvaluateParams)
+    paths = stage_paths(base.data_dir)
+    voc, model_path = paths.voc, paths.segmentation_model
+    net = None
+    if model_path.is_file():
+        net, _ = load_segmentation_model(model_path, torch.device("cpu"))
+    num_classes = len(read_classes(voc)) + 1  # the classes and the background
+    names = read_split(voc, VAL)[:num_images]
+    params, generator = evaluate.crf, torch.Generator().manual_seed(SEED)
     seconds = {"ours": 0.0, "pydensecrf": 0.0}
     counts = dict.fromkeys(("pixels", "valid", "agree", "changed_ours", "changed_ref"), 0)
     correct = dict.fromkeys(("input", "ours", "pydensecrf"), 0)
     sizes, agreements = [], []
     for index, name in enumerate(names):
-        image = np.array(read_rgb(voc / JPEG_DIR / f"{name}.jpg"))  # writable, for pydensecrf
-        mask = read_gray(voc / FINE_MASK_DIR / f"{name}.png")
-        probs = network_probs(net, image, config.evaluate) if net else noisy_probs(mask, generator)
+        image = np.array(read_rgb(image_path(voc, name)))  # writable, for pydensecrf
+        mask = read_gray(fine_mask_path(voc, name))
+        if net is not None:
+            probs = network_probs(net, image, evaluate)
+        else:
+            probs = noisy_probs(mask, num_classes, generator)
         if index == 0:  # warm-up: allocator, kernels
             dense_crf(torch.from_numpy(image), probs, params)
         spent, ours = timed(dense_crf, torch.from_numpy(image), probs, params)
@@ -114,7 +130,7 @@ def main(num_images: int = 20, threads: int = 1) -> dict:
     have_ref = densecrf is not None
     result = {
         "images": len(names), "threads": threads, "pydensecrf_threads": 1,
-        "probabilities": "segmentation network" if net else "noisy ground truth",
+        "probabilities": "segmentation network" if net is not None else "noisy ground truth",
         "mean_image_size": [round(float(np.mean([s[i] for s in sizes])), 1) for i in (0, 1)],
         "largest_image_size": list(max(sizes, key=lambda s: s[0] * s[1])),
         "ms_per_image": 1000 * seconds["ours"] / len(names),

@@ -19,15 +19,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from mcis_core.classifier_training import build_model
-from mcis_core.config import load_params
-from mcis_core.io import read_names
-from mcis_core.localization import ImageSource, Localizer, plan_partners, write_maps
-from mcis_core.pseudo_gt import label_image
-from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
+from mcis_core.classifier.train import build_model
+from mcis_core.common.layout import TRAIN_AUG, read_class_labels, read_classes, read_split
+from mcis_core.common.params import load_section
+from mcis_core.common.paths import stage_paths
+from mcis_core.locmaps.maps import ImageSource, Localizer, plan_partners, write_maps
+from mcis_core.pseudo_gt.labels import label_image
+from mcis_core.sections import SECTIONS
+
+
+def section(name: str) -> Any:
+    """Section `name` of params.yaml, validated by its schema."""
+    return load_section(name, SECTIONS[name])
 
 
 def schedule_units(classes_per_image: list[int], partners: int, views: tuple[float, ...]):
@@ -47,18 +54,21 @@ def run(localizer: Localizer, plans: list) -> tuple[float, list[torch.Tensor]]:
 
 
 def main(num_images: int = 60, rounds: int = 2) -> dict:
-    params = load_params()
-    data_dir = Path(params.base.data_dir)
-    voc = data_dir / "voc"
-    names = read_names(voc / LIST_DIR / "train_aug.txt")[:num_images]
-    labels = read_class_labels(voc / LABELS_FILE)
+    base, classifier = section("base"), section("classifier")
+    locmaps, pseudo_gt = section("locmaps"), section("pseudo_gt")
+    paths = stage_paths(base.data_dir)
+    voc = paths.voc
+    names = read_split(voc, TRAIN_AUG)[:num_images]
+    labels = read_class_labels(voc)
+    num_classes = len(read_classes(voc))
     torch.set_num_threads(1)
-    net = build_model(params.classifier, params.base.seed).eval()
-    source = ImageSource(voc, names, params.classifier.input_size)
-    plans = plan_partners([labels[n] for n in names], params.locmaps.partners, 0)
+    net = build_model(classifier, num_classes, base.seed).eval()
+    source = ImageSource(voc, names, classifier.input_size)
+    plans = plan_partners([labels[n] for n in names], num_classes, locmaps.partners, 0)
     cpu = torch.device("cpu")
-    cached = Localizer(net, source, params.classifier.views, cpu)
-    naive = Localizer(net, source, params.classifier.views, cpu, naive=True)
+    gate = locmaps.view_gate
+    cached = Localizer(net, source, classifier.views, gate, cpu, naive=False)
+    naive = Localizer(net, source, classifier.views, gate, cpu, naive=True)
     seconds = {"cached": [], "naive": []}
     outputs = {}
     for _ in range(rounds):  # alternated, so load changes hit both alike
@@ -68,16 +78,14 @@ def main(num_images: int = 60, rounds: int = 2) -> dict:
     pairs = zip(outputs["cached"], outputs["naive"], strict=True)
     identical = all(torch.equal(a, b) for a, b in pairs)
     naive_units, cached_units = schedule_units(
-        [len(p.classes) for p in plans], params.locmaps.partners, params.classifier.views
+        [len(p.classes) for p in plans], locmaps.partners, classifier.views
     )
     with tempfile.TemporaryDirectory() as tmp:
         for plan, maps in zip(plans, outputs["cached"], strict=True):
             write_maps(Path(tmp), names[plan.index], plan.classes, maps)
         started = time.perf_counter()
         for name in names:
-            label_image(
-                name, labels[name], data_dir / "saliency", Path(tmp), params.pseudo_gt.rules
-            )
+            label_image(name, labels[name], num_classes, paths.saliency, Path(tmp), pseudo_gt.rules)
         pseudo_seconds = time.perf_counter() - started
     best = {k: min(v) for k, v in seconds.items()}
     result = {

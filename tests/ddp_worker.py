@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mcis_core.classifier_training import train_classifier, training_fingerprint
-from mcis_core.config import ClassifierParams
-from mcis_core.training import Checkpoints, init_process
+from mcis_core.classifier.params import ClassifierParams
+from mcis_core.classifier.train import train_classifier, training_fingerprint
+from mcis_core.training.checkpoints import Checkpoints
+from mcis_core.training.process import init_process
 
 
 def train_rank(

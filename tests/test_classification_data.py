@@ -8,17 +8,12 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from mcis_core.classification_data import (
-    PairDataset,
-    anchor_views,
-    epoch_batches,
-    label_vector,
-    load_resized,
-    normalize,
-    shard,
-)  # fmt: skip
-from mcis_core.io import read_names
-from mcis_core.voc import LABELS_FILE, LIST_DIR, read_class_labels
+from mcis_core.classifier.data import PairDataset, label_vector
+from mcis_core.common.io import read_names
+from mcis_core.common.layout import LIST_DIR, read_class_labels
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized
+from mcis_core.training.batches import epoch_batches, shard
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +23,12 @@ def dataset(tiny_voc: Callable[..., Path]) -> PairDataset:
     return PairDataset(
         voc,
         names,
-        read_class_labels(voc / LABELS_FILE),
-        input_size=32,
+        read_class_labels(voc),
+        len(VOC_CLASSES),
+        32,  # input_size
+        5,  # seed
         view_scales=(1.0, 0.75, 2.0),
         jitter=(0.3, 0.3, 0.3, 0.1),
-        seed=5,
     )
 
 
@@ -56,11 +52,11 @@ def test_item_shapes_labels_and_views(dataset: PairDataset) -> None:
     item = dataset[0]
     assert item["anchor"].shape == item["partner"].shape == (3, 32, 32)
     assert [item[f"view{i}"].shape[-1] for i in range(3)] == [32, 24, 64]
-    assert torch.equal(item["y_a"], label_vector(dataset.labels[0]))
+    assert torch.equal(item["y_a"], label_vector(dataset.labels[0], len(VOC_CLASSES)))
     # views are not colour-jittered: the flip view is the mirrored plain anchor
     plain = load_resized(dataset.root / "JPEGImages" / f"{dataset.names[0]}.jpg", 32)
-    assert torch.equal(item["view0"], normalize(TF.hflip(plain)))
-    assert not torch.equal(item["anchor"], normalize(plain))
+    assert torch.equal(item["view0"], imagenet_normalize(TF.hflip(plain)))
+    assert not torch.equal(item["anchor"], imagenet_normalize(plain))
 
 
 def test_anchor_views_sizes() -> None:

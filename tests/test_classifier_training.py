@@ -19,24 +19,23 @@ import pytest
 import torch
 from torch import nn
 
-from mcis_core import classifier_training
-from mcis_core.classifier_training import train_classifier, training_fingerprint
-from mcis_core.coattention import CoAttentionNet, ModelConfig
-from mcis_core.config import ClassifierParams
-from mcis_core.training import (
-    Checkpoints,
-    Process,
-    export_model,
-    lr_at_epoch,
-    parameter_groups,
-    set_lr,
-    tree_digest,
-)
+from mcis_core.classifier import train as classifier_training
+from mcis_core.classifier.network import CoAttentionNet, ModelConfig
+from mcis_core.classifier.params import ClassifierParams
+from mcis_core.classifier.train import export_classifier, train_classifier, training_fingerprint
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.training.checkpoints import Checkpoints, tree_digest
+from mcis_core.training.optim import parameter_groups, set_lr, step_lr
+from mcis_core.training.process import Process
 from tests.ddp_worker import train_rank
+from tests.params import section
 
 SEED = 0
 CPU = Process(rank=0, world=1, device=torch.device("cpu"))
-PARAMS = ClassifierParams(
+PARAMS = replace(
+    section("classifier"),
+    backbone="narrow",
+    pretrained="none",
     width=0.0625,
     batch_norm=False,
     input_size=32,
@@ -206,7 +205,7 @@ def test_warmup_epochs_train_the_single_image_branch_alone(run_a: Run) -> None:
     assert warmup["train_loss"] == pytest.approx(warmup["train_cls"])
     assert mcis["train_co"] > 0 and mcis["train_comp"] > 0
     state = run_a.checkpoints.load(PARAMS.use_epoch)  # after the first MCIS epoch
-    fresh = classifier_training.build_model(PARAMS, SEED).state_dict()
+    fresh = classifier_training.build_model(PARAMS, len(VOC_CLASSES), SEED).state_dict()
     assert not torch.equal(state["model"]["affinity.weight"], fresh["affinity.weight"])
 
 
@@ -265,7 +264,7 @@ def test_same_params_export_identical_model_files(voc: Path, tmp_path: Path) -> 
     for name in ("first", "second"):
         run = train(params, voc, tmp_path / name / "checkpoints")
         out = tmp_path / name / "model.pt"
-        metrics = export_model(run.checkpoints, 0, out)
+        metrics = export_classifier(params, run.checkpoints, voc, out)
         assert metrics == run.history[0]
         exported.append(out.read_bytes())
     assert exported[0] == exported[1]
@@ -273,8 +272,11 @@ def test_same_params_export_identical_model_files(voc: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_parameter_groups_split_backbone_head_weights_biases(batch_norm: bool) -> None:
-    net = CoAttentionNet(ModelConfig(width=0.0625, batch_norm=batch_norm))
-    groups = parameter_groups([net.backbone], net.head_modules())
+    net = CoAttentionNet(
+        ModelConfig(width=0.0625, batch_norm=batch_norm, num_classes=len(VOC_CLASSES))
+    )
+    multipliers = section("classifier").lr_multipliers
+    groups = parameter_groups([net.backbone], net.head_modules(), 1.0, multipliers)
     assert [g["lr_mult"] for g in groups] == [1, 2, 10, 20]
 
     grouped = [id(p) for g in groups for p in g["params"]]
@@ -299,7 +301,7 @@ def test_parameter_groups_split_backbone_head_weights_biases(batch_norm: bool) -
     ("epoch", "expected"), [(0, 1e-3), (4, 1e-3), (5, 1e-4), (9, 1e-4), (10, 1e-5), (14, 1e-5)]
 )
 def test_lr_steps_down_at_the_step_epochs(epoch: int, expected: float) -> None:
-    assert lr_at_epoch(1e-3, epoch, (5, 10), 0.1) == pytest.approx(expected, rel=1e-12)
+    assert step_lr(1e-3, epoch, (5, 10), 0.1) == pytest.approx(expected, rel=1e-12)
 
 
 def test_tree_digest_sees_content_and_names(tmp_path: Path) -> None:

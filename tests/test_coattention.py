@@ -1,5 +1,5 @@
-"""Tests of the VGG16-D1 backbone and the MCIS co-attention network (mcis_core.backbone,
-mcis_core.coattention) against MCIS_SPEC section 2, with reference formulas written here."""
+"""Tests of the VGG16-D1 backbone and the MCIS co-attention network (mcis_core.models.vgg,
+mcis_core.classifier.network) against MCIS_SPEC section 2, with reference formulas written here."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ import torch
 import torchvision
 from torch import nn
 
-from mcis_core.backbone import (
-    IMAGENET_WEIGHTS_FILE,
+from mcis_core.classifier.network import CoAttentionNet, ModelConfig, global_average
+from mcis_core.common.errors import WeightsError
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.models.pretrained import hub_cache_path, imagenet_state_dict
+from mcis_core.models.vgg import (
     VGG16_CONV_INDICES,
+    VGG16_IMAGENET_URL,
     VGGD1,
-    imagenet_state_dict,
     load_imagenet_convs,
 )
-from mcis_core.coattention import CoAttentionNet, ModelConfig, global_average
 
-TINY = ModelConfig(width=0.0625, batch_norm=False)  # 32 feature channels
+PARAM_NAME = "classifier.pretrained_path"
+TINY = ModelConfig(width=0.0625, batch_norm=False, num_classes=len(VOC_CLASSES))  # 32 channels
 K = TINY.num_classes
 
 
@@ -244,13 +247,13 @@ def test_imagenet_state_dict_missing_file_explains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert IMAGENET_WEIGHTS_FILE == "vgg16-397923af.pth"
-    with pytest.raises(FileNotFoundError) as error:
-        imagenet_state_dict(None)
+    assert hub_cache_path(VGG16_IMAGENET_URL).name == "vgg16-397923af.pth"
+    with pytest.raises(WeightsError) as error:
+        imagenet_state_dict(VGG16_IMAGENET_URL, None, PARAM_NAME)
     assert "vgg16-397923af.pth" in str(error.value)
     assert "classifier.pretrained_path" in str(error.value)
-    with pytest.raises(FileNotFoundError, match=r"classifier\.pretrained_path: .*nowhere\.pth"):
-        imagenet_state_dict(str(tmp_path / "nowhere.pth"))
+    with pytest.raises(WeightsError, match=r"classifier\.pretrained_path: .*nowhere\.pth"):
+        imagenet_state_dict(VGG16_IMAGENET_URL, str(tmp_path / "nowhere.pth"), PARAM_NAME)
 
 
 def test_imagenet_state_dict_loads_from_path_and_hub(
@@ -261,16 +264,17 @@ def test_imagenet_state_dict_loads_from_path_and_hub(
 
     explicit = tmp_path / "weights.pth"
     torch.save(state, explicit)
-    got = imagenet_state_dict(str(explicit))
+    got = imagenet_state_dict(VGG16_IMAGENET_URL, str(explicit), PARAM_NAME)
     assert got.keys() == state.keys()
     assert all(torch.equal(got[k], state[k]) for k in state)
 
     cached = tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg16-397923af.pth"
     cached.parent.mkdir(parents=True)
     torch.save({k: 2 * v for k, v in state.items()}, cached)
-    got = imagenet_state_dict(None)
+    got = imagenet_state_dict(VGG16_IMAGENET_URL, None, PARAM_NAME)
     assert all(torch.equal(got[k], 2 * state[k]) for k in state)
     # an explicit path wins over the cache
     assert torch.equal(
-        imagenet_state_dict(str(explicit))["features.0.bias"], state["features.0.bias"]
+        imagenet_state_dict(VGG16_IMAGENET_URL, str(explicit), PARAM_NAME)["features.0.bias"],
+        state["features.0.bias"],
     )

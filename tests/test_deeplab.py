@@ -1,7 +1,7 @@
 """DeepLab-LargeFOV: shapes, frozen batch norm, ImageNet and classifier initialisation."""
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -9,39 +9,53 @@ import torch
 from torchvision.models import resnet101
 from torchvision.ops import FrozenBatchNorm2d
 
-from mcis_core.coattention import CoAttentionNet, ModelConfig
-from mcis_core.deeplab import (
+from mcis_core.classifier.network import EXPORT_KIND, CoAttentionNet, ModelConfig
+from mcis_core.classifier.train import export_meta
+from mcis_core.common.errors import WeightsError
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.models.export import Exported, save_exported
+from mcis_core.models.pretrained import hub_cache_path
+from mcis_core.segmentation.network import (
     MIN_HEAD_CHANNELS,
-    NUM_SEG_CLASSES,
-    RESNET101_WEIGHTS_FILE,
+    RESNET101_IMAGENET_URL,
     DeepLabLargeFOV,
     SegModelConfig,
     build_segmentation_model,
     head_channels,
-    resnet101_imagenet_state_dict,
 )
-from mcis_core.training import parameter_groups
+from mcis_core.training.optim import parameter_groups
+from tests.params import section
 
-NARROW = SegModelConfig(backbone="narrow", width=1 / 16, batch_norm=True)
+NUM_SEG_CLASSES = len(VOC_CLASSES) + 1  # the classes and the background
+NARROW = SegModelConfig(
+    backbone="narrow", width=1 / 16, batch_norm=True, num_classes=NUM_SEG_CLASSES
+)
+# resnet101 ignores width and batch_norm
+RESNET = SegModelConfig(
+    backbone="resnet101", width=1.0, batch_norm=False, num_classes=NUM_SEG_CLASSES
+)
 
 
 @pytest.fixture(scope="module")
 def resnet_net() -> DeepLabLargeFOV:
     torch.manual_seed(0)
-    return DeepLabLargeFOV(SegModelConfig(backbone="resnet101"))
+    return DeepLabLargeFOV(RESNET)
 
 
 @pytest.fixture
 def classifier_file(tmp_path: Path) -> Path:
     torch.manual_seed(1)
-    config = ModelConfig(width=NARROW.width, batch_norm=NARROW.batch_norm)
+    config = ModelConfig(
+        width=NARROW.width, batch_norm=NARROW.batch_norm, num_classes=len(VOC_CLASSES)
+    )
     classifier = CoAttentionNet(config)
     for module in classifier.modules():  # non-trivial BN statistics, to see them copied
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_()
             module.running_var.uniform_(0.5, 2.0)
     path = tmp_path / "classifier.pt"
-    torch.save({"model": classifier.state_dict(), "model_config": asdict(config)}, path)
+    meta = export_meta(section("classifier"), VOC_CLASSES)
+    save_exported(path, Exported(EXPORT_KIND, classifier.state_dict(), asdict(config), meta))
     return path
 
 
@@ -62,14 +76,14 @@ def test_narrow_output_stride_8() -> None:
 
 
 def test_head_channels_scale_with_width() -> None:
-    assert head_channels(SegModelConfig(backbone="resnet101", width=0.1)) == 1024
-    assert head_channels(SegModelConfig(backbone="narrow", width=0.5)) == 512
-    assert head_channels(SegModelConfig(backbone="narrow", width=1 / 256)) == MIN_HEAD_CHANNELS
+    assert head_channels(replace(RESNET, width=0.1)) == 1024
+    assert head_channels(replace(NARROW, width=0.5)) == 512
+    assert head_channels(replace(NARROW, width=1 / 256)) == MIN_HEAD_CHANNELS
 
 
 def test_unknown_backbone_is_rejected() -> None:
     with pytest.raises(ValueError, match="backbone"):
-        SegModelConfig(backbone="vgg19")
+        replace(RESNET, backbone="vgg19")
 
 
 def test_frozen_batch_norm_has_no_parameters_and_keeps_statistics(
@@ -98,7 +112,10 @@ def test_head_gets_the_largefov_layers(resnet_net: DeepLabLargeFOV) -> None:
         ((1, 1), (1, 1), 1024),
         ((1, 1), (1, 1), NUM_SEG_CLASSES),
     ]
-    groups = parameter_groups(resnet_net.backbone_modules(), resnet_net.head_modules())
+    params = section("segmentation")
+    groups = parameter_groups(
+        resnet_net.backbone_modules(), resnet_net.head_modules(), params.lr, params.lr_multipliers
+    )
     grouped = {id(p) for g in groups for p in g["params"]}
     assert grouped == {id(p) for p in resnet_net.parameters()}
     head = {id(p) for g in groups if g["lr_mult"] >= 10 for p in g["params"]}
@@ -108,10 +125,9 @@ def test_head_gets_the_largefov_layers(resnet_net: DeepLabLargeFOV) -> None:
 def test_imagenet_weights_fill_every_trunk_tensor(tmp_path: Path) -> None:
     torch.manual_seed(2)
     reference = resnet101(weights=None).state_dict()  # random, standing in for ImageNet
-    path = tmp_path / RESNET101_WEIGHTS_FILE
+    path = tmp_path / hub_cache_path(RESNET101_IMAGENET_URL).name
     torch.save(reference, path)
-    config = SegModelConfig(backbone="resnet101")
-    net = build_segmentation_model(config, "imagenet", path, None, seed=0)
+    net = build_segmentation_model(RESNET, "imagenet", path, None, seed=0)
     loaded = net.backbone.state_dict()
     expected = {k for k in reference if not k.startswith("fc.") and "num_batches" not in k}
     assert set(loaded) == expected
@@ -119,21 +135,21 @@ def test_imagenet_weights_fill_every_trunk_tensor(tmp_path: Path) -> None:
 
 
 def test_weights_file_is_torchvisions() -> None:
-    assert RESNET101_WEIGHTS_FILE == "resnet101-63fe2227.pth"
+    assert hub_cache_path(RESNET101_IMAGENET_URL).name == "resnet101-63fe2227.pth"
 
 
 def test_missing_imagenet_weights_never_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    with pytest.raises(FileNotFoundError) as error:
-        resnet101_imagenet_state_dict(None)
+    with pytest.raises(WeightsError) as error:
+        build_segmentation_model(RESNET, "imagenet", None, None, seed=0)
     message = str(error.value)
-    assert RESNET101_WEIGHTS_FILE in message
+    assert "resnet101-63fe2227.pth" in message
     assert str(tmp_path / "hub" / "checkpoints") in message
     assert "segmentation.pretrained_path" in message
-    with pytest.raises(FileNotFoundError, match="segmentation.pretrained_path"):
-        resnet101_imagenet_state_dict(tmp_path / "nowhere.pth")
+    with pytest.raises(WeightsError, match="segmentation.pretrained_path"):
+        build_segmentation_model(RESNET, "imagenet", tmp_path / "nowhere.pth", None, seed=0)
 
 
 def test_classifier_init_copies_every_backbone_tensor(classifier_file: Path) -> None:
@@ -147,8 +163,8 @@ def test_classifier_init_copies_every_backbone_tensor(classifier_file: Path) -> 
 
 def test_classifier_init_needs_the_same_backbone(classifier_file: Path) -> None:
     for config in (
-        SegModelConfig(backbone="narrow", width=1 / 8, batch_norm=True),
-        SegModelConfig(backbone="narrow", width=1 / 16, batch_norm=False),
+        replace(NARROW, width=1 / 8),
+        replace(NARROW, batch_norm=False),
     ):
         with pytest.raises(ValueError, match="must match"):
             build_segmentation_model(config, "classifier", None, classifier_file, seed=0)
@@ -158,9 +174,7 @@ def test_pretrained_must_fit_the_backbone(classifier_file: Path) -> None:
     with pytest.raises(ValueError, match="resnet101"):
         build_segmentation_model(NARROW, "imagenet", None, None, seed=0)
     with pytest.raises(ValueError, match="narrow"):
-        build_segmentation_model(
-            SegModelConfig(backbone="resnet101"), "classifier", None, classifier_file, seed=0
-        )
+        build_segmentation_model(RESNET, "classifier", None, classifier_file, seed=0)
     with pytest.raises(ValueError, match="pretrained"):
         build_segmentation_model(NARROW, "scratch", None, None, seed=0)
 

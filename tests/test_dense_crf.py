@@ -1,18 +1,22 @@
 """Tests for the exact dense CRF: a brute-force mean field, invariants, validation, pydensecrf."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 
 from bench.crf_bench import reference_crf
-from mcis_core.config import ConfigError, CrfParams
-from mcis_core.dense_crf import BilateralKernel, dense_crf
+from mcis_core.common.errors import ConfigError
+from mcis_core.common.params import from_dict
+from mcis_core.evaluate.crf import BilateralKernel, dense_crf
+from mcis_core.evaluate.params import CrfParams
+from tests.params import section
 
-SPEC = CrfParams()  # MCIS_SPEC section 6
+SPEC = section("evaluate").crf  # MCIS_SPEC section 6, as params.yaml holds it
 # Short-range kernels and a wide colour scale so that a 6 x 7 image has structure to smooth
-LOCAL = CrfParams(
+LOCAL = replace(
+    SPEC,
     iterations=3,
     gaussian_sxy=1.5,
     gaussian_compat=2.0,
@@ -98,8 +102,8 @@ def test_chunk_size_does_not_change_the_result():
 @pytest.mark.parametrize(
     "params",
     [
-        CrfParams(iterations=5, gaussian_compat=0.0, bilateral_compat=0.0),
-        CrfParams(iterations=0),
+        replace(SPEC, iterations=5, gaussian_compat=0.0, bilateral_compat=0.0),
+        replace(SPEC, iterations=0),
     ],
     ids=["zero-weights", "zero-iterations"],
 )
@@ -122,7 +126,7 @@ def test_uniform_image_spreads_a_confident_region_symmetrically():
     size, centre = 11, 5
     image = torch.full((size, size, 3), 120, dtype=torch.uint8)
     probs = confident_patch(size, size, centre - 1, centre - 1)
-    params = CrfParams(gaussian_sxy=1.5, gaussian_compat=3.0, bilateral_sxy=3.0)
+    params = replace(SPEC, gaussian_sxy=1.5, gaussian_compat=3.0, bilateral_sxy=3.0)
     refined = dense_crf(image, probs, params)
     # Symmetric input, symmetric output: both flips and the transpose
     for view in (refined.flip(1), refined.flip(2), refined.transpose(1, 2)):
@@ -143,7 +147,7 @@ def test_labels_spread_up_to_a_colour_edge():
     image = torch.full((height, width, 3), 60, dtype=torch.uint8)
     image[:, width // 2 :] = 200
     probs = confident_patch(height, width, 2, 1)
-    refined = dense_crf(image, probs, CrfParams(gaussian_compat=0.0))
+    refined = dense_crf(image, probs, replace(SPEC, gaussian_compat=0.0))
     labels = refined.argmax(0)
     assert (labels[:, : width // 2] == 1).all() and (labels[:, width // 2 :] == 0).all()
 
@@ -186,8 +190,8 @@ def test_rejects_bad_chunk(chunk):
     ],
 )
 def test_params_reject_bad_values(field, value):
-    with pytest.raises(ConfigError, match=rf"evaluate\.crf\.{field}: must"):
-        CrfParams(**{field: value})
+    with pytest.raises(ConfigError, match=rf"evaluate\.crf\.{field}: .* is not allowed: must"):
+        from_dict(CrfParams, {**asdict(SPEC), field: value}, where="evaluate.crf")
 
 
 def scene(seed: int, height: int = 48, width: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mcis_core.config import RemoteFile
-from mcis_core.download import (
-    ArchiveError,
-    ChecksumError,
-    DownloadError,
-    extract,
+from mcis_core.common.errors import ArchiveError, ChecksumError, DownloadError
+from mcis_core.common.params import RemoteFile
+from mcis_core.remote.archives import extract
+from mcis_core.remote.download import (
     fetch,
     md5sum,
 )

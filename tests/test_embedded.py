@@ -1,17 +1,21 @@
 """The embedded OpenMoji dataset: determinism, exact masks, VOC conventions."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from mcis_core.config import EmbeddedParams
-from mcis_core.embedded import CLASS_GLYPHS, DISTRACTOR_GLYPHS, _glyph, fine_mask, generate
-from mcis_core.voc import CLASSES, IGNORE_INDEX, mask_classes
+from mcis_core.common.layout import IGNORE_INDEX
+from mcis_core.dataset.embedded import CLASS_GLYPHS, DISTRACTOR_GLYPHS, _glyph, fine_mask, generate
+from mcis_core.dataset.voc import VOC_CLASSES, mask_classes
+from tests.params import section
 
-SMALL = EmbeddedParams(train_images=3, aug_images=3, val_images=2, image_size=(60, 80))
+EMBEDDED = section("data").embedded
+SMALL = replace(EMBEDDED, train_images=3, aug_images=3, val_images=2, image_size=(60, 80))
 
 
 def test_every_class_has_artwork_and_every_glyph_renders() -> None:
-    assert set(CLASS_GLYPHS) == set(CLASSES)
+    assert set(CLASS_GLYPHS) == set(VOC_CLASSES)
     for text in [g for glyphs in CLASS_GLYPHS.values() for g in glyphs] + list(DISTRACTOR_GLYPHS):
         glyph = _glyph(text)
         alpha = np.asarray(glyph.getchannel("A"))
@@ -36,7 +40,7 @@ def test_samples_follow_size_split_and_label_rules() -> None:
     for s in samples:
         h, w = s.mask.shape
         assert 60 <= h <= 80 and 60 <= w <= 80 and s.image.shape == (h, w, 3)
-        classes = mask_classes(s.mask)
+        classes = mask_classes(s.mask, len(VOC_CLASSES))
         assert 1 <= len(classes) <= SMALL.max_classes
         assert set(np.unique(s.mask)) <= {0, *(c + 1 for c in classes)}
 
@@ -44,7 +48,7 @@ def test_samples_follow_size_split_and_label_rules() -> None:
 def test_object_pixels_differ_from_a_redrawn_background() -> None:
     # the masks are exact: where the mask says object, the image shows artwork, so
     # object and background colour statistics differ clearly
-    s = next(generate(EmbeddedParams(train_images=1, aug_images=0, val_images=0), seed=1))
+    s = next(generate(replace(EMBEDDED, train_images=1, aug_images=0, val_images=0), seed=1))
     fg = s.image[s.mask > 0].astype(float)
     bg = s.image[s.mask == 0].astype(float)
     assert fg.size and bg.size
@@ -67,8 +71,8 @@ def test_fine_mask_draws_void_band_on_label_edges() -> None:
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_max_classes_bound(n: int) -> None:
-    params = EmbeddedParams(
-        train_images=10, aug_images=0, val_images=0, max_classes=n, image_size=(60, 70)
+    params = replace(
+        EMBEDDED, train_images=10, aug_images=0, val_images=0, max_classes=n, image_size=(60, 70)
     )
-    assert all(len(mask_classes(s.mask)) <= n for s in generate(params, seed=0))
+    assert all(len(mask_classes(s.mask, len(VOC_CLASSES))) <= n for s in generate(params, seed=0))
     assert IGNORE_INDEX not in {int(v) for s in generate(params, seed=0) for v in np.unique(s.mask)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +11,28 @@ import pytest
 import torch
 from torch import nn
 
-from mcis_core.config import CrfParams, EvaluateParams
-from mcis_core.evaluation import colourise, confusion_image, evaluate_split, overlay, predict
-from mcis_core.io import read_gray, read_names, read_rgb
-from mcis_core.segmentation_metrics import NUM_SEG_CLASSES
-from mcis_core.voc import FINE_MASK_DIR, LIST_DIR, voc_palette
+from mcis_core.common.io import read_gray, read_rgb
+from mcis_core.common.layout import VAL, fine_mask_path, image_path, read_split, voc_palette
+from mcis_core.common.paths import label_path
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.evaluate.evaluation import (
+    colourise,
+    confusion_image,
+    evaluate_split,
+    overlay,
+    predict,
+)
+from tests.params import section
 
-PARAMS = EvaluateParams(scales=(1.0,), window=64, flip=False, examples=2)
+NUM_SEG_CLASSES = len(VOC_CLASSES) + 1  # the classes and the background
+PARAMS = replace(section("evaluate"), scales=(1.0,), window=64, flip=False, examples=2)
+
+
+@dataclass(frozen=True)
+class ColourNetConfig:
+    """The one config field evaluate_split reads from a network."""
+
+    num_classes: int = NUM_SEG_CLASSES
 
 
 class ColourNet(nn.Module):
@@ -25,6 +40,7 @@ class ColourNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        self.config = ColourNetConfig()
         self.conv = nn.Conv2d(3, NUM_SEG_CLASSES, 1)
         generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
@@ -43,15 +59,15 @@ def voc(tiny_voc: Callable[..., Path]) -> Path:
 def test_predictions_are_written_and_scored_against_a_brute_force_count(
     voc: Path, tmp_path: Path
 ) -> None:
-    names = read_names(voc / LIST_DIR / "val.txt")
+    names = read_split(voc, VAL)
     result = evaluate_split(ColourNet(), voc, names, tmp_path / "pred", PARAMS, with_truth=True)
     expected_plain = np.zeros((NUM_SEG_CLASSES, NUM_SEG_CLASSES), np.int64)
     expected_crf = np.zeros_like(expected_plain)
     for name in names:
-        saved = read_gray(tmp_path / "pred" / f"{name}.png")
-        plain, refined = predict(ColourNet(), read_rgb(voc / "JPEGImages" / f"{name}.jpg"), PARAMS)
+        saved = read_gray(label_path(tmp_path / "pred", name))
+        plain, refined = predict(ColourNet(), read_rgb(image_path(voc, name)), PARAMS)
         assert np.array_equal(saved, refined)  # the CRF labels are the ones saved
-        truth = read_gray(voc / FINE_MASK_DIR / f"{name}.png")
+        truth = read_gray(fine_mask_path(voc, name))
         for t, p, r in zip(truth.ravel(), plain.ravel(), refined.ravel(), strict=True):
             if t != 255:
                 expected_plain[t, p] += 1
@@ -62,15 +78,17 @@ def test_predictions_are_written_and_scored_against_a_brute_force_count(
 
 
 def test_without_ground_truth_only_predictions_are_written(voc: Path, tmp_path: Path) -> None:
-    names = read_names(voc / LIST_DIR / "val.txt")
+    names = read_split(voc, VAL)
     result = evaluate_split(ColourNet(), voc, names, tmp_path / "pred", PARAMS, with_truth=False)
     assert result.confusion is None and result.confusion_crf is None and not result.overlays
     assert sorted(p.stem for p in (tmp_path / "pred").iterdir()) == sorted(names)
 
 
 def test_a_crf_without_iterations_changes_nothing(voc: Path) -> None:
-    rgb = read_rgb(voc / "JPEGImages" / f"{read_names(voc / LIST_DIR / 'val.txt')[0]}.jpg")
-    plain, refined = predict(ColourNet(), rgb, replace(PARAMS, crf=CrfParams(iterations=0)))
+    rgb = read_rgb(image_path(voc, read_split(voc, VAL)[0]))
+    plain, refined = predict(
+        ColourNet(), rgb, replace(PARAMS, crf=replace(PARAMS.crf, iterations=0))
+    )
     assert np.array_equal(plain, refined)
 
 

@@ -5,9 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcis_core.inference import predict_probs, window_starts
+from mcis_core.evaluate.inference import predict_probs, window_starts
 
 CLASSES = 5
+EVAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)  # the evaluation protocol's scales
+STRIDE_RATIO = 2 / 3  # windows overlap by a third
 
 
 def pointwise_net() -> nn.Module:
@@ -45,7 +47,9 @@ def test_window_starts_cover_the_length() -> None:
 
 def test_one_scale_one_window_is_the_plain_forward() -> None:
     net, image = strided_net(), torch.randn(3, 24, 24)
-    probs = predict_probs(net, image, scales=(1.0,), window=24, flip=False)
+    probs = predict_probs(
+        net, image, scales=(1.0,), window=24, stride_ratio=STRIDE_RATIO, flip=False
+    )
     with torch.no_grad():
         logits = F.interpolate(net(image[None]), (24, 24), mode="bilinear", align_corners=False)
     torch.testing.assert_close(probs, torch.softmax(logits, 1)[0], atol=1e-6, rtol=0)
@@ -53,7 +57,9 @@ def test_one_scale_one_window_is_the_plain_forward() -> None:
 
 def test_padding_to_the_window_is_cropped_off() -> None:
     net, image = pointwise_net(), torch.randn(3, 13, 19)
-    probs = predict_probs(net, image, scales=(1.0,), window=32, flip=False)
+    probs = predict_probs(
+        net, image, scales=(1.0,), window=32, stride_ratio=STRIDE_RATIO, flip=False
+    )
     with torch.no_grad():
         expected = torch.softmax(net(image[None]), 1)[0]
     torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
@@ -62,30 +68,46 @@ def test_padding_to_the_window_is_cropped_off() -> None:
 def test_sliding_windows_match_one_big_window_for_a_pointwise_net() -> None:
     net, image = pointwise_net(), torch.randn(3, 37, 50)
     scales = (0.5, 1.0, 1.5)
-    sliding = predict_probs(net, image, scales=scales, window=12)
-    whole = predict_probs(net, image, scales=scales, window=80)
+    sliding = predict_probs(
+        net, image, scales=scales, window=12, stride_ratio=STRIDE_RATIO, flip=True
+    )
+    whole = predict_probs(
+        net, image, scales=scales, window=80, stride_ratio=STRIDE_RATIO, flip=True
+    )
     torch.testing.assert_close(sliding, whole, atol=1e-6, rtol=0)
 
 
 def test_flip_changes_nothing_for_a_mirror_symmetric_net() -> None:
     net, image = mirror_symmetric_net(), torch.randn(3, 21, 21)
-    with_flip = predict_probs(net, image, scales=(1.0,), window=21, flip=True)
-    without = predict_probs(net, image, scales=(1.0,), window=21, flip=False)
+    with_flip = predict_probs(
+        net, image, scales=(1.0,), window=21, stride_ratio=STRIDE_RATIO, flip=True
+    )
+    without = predict_probs(
+        net, image, scales=(1.0,), window=21, stride_ratio=STRIDE_RATIO, flip=False
+    )
     torch.testing.assert_close(with_flip, without, atol=1e-6, rtol=0)
 
 
 def test_flip_averages_the_mirrored_prediction_back_in_place() -> None:
     net, image = strided_net(), torch.randn(3, 21, 21)
-    with_flip = predict_probs(net, image, scales=(1.0,), window=21, flip=True)
-    plain = predict_probs(net, image, scales=(1.0,), window=21, flip=False)
-    mirrored = predict_probs(net, image.flip(-1), scales=(1.0,), window=21, flip=False)
+    with_flip = predict_probs(
+        net, image, scales=(1.0,), window=21, stride_ratio=STRIDE_RATIO, flip=True
+    )
+    plain = predict_probs(
+        net, image, scales=(1.0,), window=21, stride_ratio=STRIDE_RATIO, flip=False
+    )
+    mirrored = predict_probs(
+        net, image.flip(-1), scales=(1.0,), window=21, stride_ratio=STRIDE_RATIO, flip=False
+    )
     torch.testing.assert_close(with_flip, (plain + mirrored.flip(-1)) / 2, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("size", [(37, 29), (5, 9), (64, 64)])
 def test_probabilities_of_odd_sizes(size: tuple[int, int]) -> None:
     net, image = strided_net(), torch.randn(3, *size)
-    probs = predict_probs(net, image, window=16)
+    probs = predict_probs(
+        net, image, scales=EVAL_SCALES, window=16, stride_ratio=STRIDE_RATIO, flip=True
+    )
     assert probs.shape == (CLASSES, *size)
     assert torch.all(probs >= 0)
     torch.testing.assert_close(probs.sum(0), torch.ones(size), atol=1e-5, rtol=0)
@@ -94,6 +116,7 @@ def test_probabilities_of_odd_sizes(size: tuple[int, int]) -> None:
 def test_net_mode_is_restored_and_no_graph_is_built() -> None:
     net = nn.Sequential(nn.Conv2d(3, CLASSES, 1), nn.Dropout(0.5)).train()
     image = torch.randn(3, 10, 10)
-    first = predict_probs(net, image, scales=(1.0, 0.5), window=8)
+    settings = {"scales": (1.0, 0.5), "window": 8, "stride_ratio": STRIDE_RATIO, "flip": True}
+    first = predict_probs(net, image, **settings)
     assert net.training and not first.requires_grad
-    torch.testing.assert_close(first, predict_probs(net, image, scales=(1.0, 0.5), window=8))
+    torch.testing.assert_close(first, predict_probs(net, image, **settings))

@@ -1,5 +1,5 @@
-"""Tests of the co-attention localization maps (mcis_core.localization, MCIS_SPEC section 3)
-and of their quality measure (mcis_core.localization_metrics).
+"""Tests of the co-attention localization maps (mcis_core.locmaps.maps, docs/method.md §4)
+and of their quality measure (mcis_core.locmaps.metrics).
 
 Aggregation and scaling are checked on hand-written CAMs, the self views with a stub network,
 flip handling with a mirror-equivariant tiny network, the cached schedule against the naive one
@@ -19,36 +19,41 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from mcis_core.coattention import NUM_CLASSES, CoAttentionNet, ModelConfig, PairOutput
-from mcis_core.io import read_names, save_gray
-from mcis_core.localization import (
+from mcis_core.classifier.network import CoAttentionNet, ModelConfig, PairOutput
+from mcis_core.common.errors import DatasetError
+from mcis_core.common.io import save_gray
+from mcis_core.common.layout import (
+    FINE_MASK_DIR,
+    IGNORE_INDEX,
+    JPEG_DIR,
+    TRAIN_AUG,
+    read_class_labels,
+    read_split,
+    save_mask,
+)
+from mcis_core.common.paths import locmap_path
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.locmaps.maps import (
     AnchorPlan,
     ImageSource,
     Localizer,
     aggregate,
     localize,
-    map_name,
     plan_partners,
     scale_to_max,
     self_view_maps,
 )
-from mcis_core.localization_metrics import evaluate_locmaps
-from mcis_core.voc import (
-    FINE_MASK_DIR,
-    IGNORE_INDEX,
-    JPEG_DIR,
-    LABELS_FILE,
-    LIST_DIR,
-    DatasetError,
-    read_class_labels,
-    save_mask,
-)
+from mcis_core.locmaps.metrics import evaluate_locmaps
+from tests.params import section
 
+NUM_CLASSES = len(VOC_CLASSES)
 SEED = 0
 INPUT_SIZE = 32  # a multiple of 8: every 2x2 pooling window of every view is whole
 VIEWS = (1.0, 0.75, 2.0)
 CPU = torch.device("cpu")
 AFFINITY_STD = 3.0
+HAND_GATE = 0.1  # the original's view gate, which the hand-computed maps below assume
+VIEW_GATE = section("locmaps").view_gate
 
 # --- scale_to_max and aggregate ----------------------------------------------------------------
 
@@ -93,24 +98,24 @@ CLASS_2 = [(255 + 127.5) / 5, 127.5 / 5, (255 + 255) / 5]
 
 
 def test_aggregate_by_hand() -> None:
-    out = aggregate(HAND_MAPS, [5, 2])
+    out = aggregate(HAND_MAPS, [5, 2], HAND_GATE)
     assert out.shape == (2, 1, 3)
     torch.testing.assert_close(out, torch.tensor([[CLASS_5], [CLASS_2]]))
 
 
 def test_aggregate_follows_the_order_of_classes() -> None:
-    out = aggregate(HAND_MAPS, [2, 5])
+    out = aggregate(HAND_MAPS, [2, 5], HAND_GATE)
     torch.testing.assert_close(out, torch.tensor([[CLASS_2], [CLASS_5]]))
 
 
 def test_aggregate_divides_by_the_list_length() -> None:
     # only M0 and M1: class 5 = ([0, 127.5, 255] + [63.75, 63.75, 255]) / 2
-    out = aggregate(HAND_MAPS[:2], [5])
+    out = aggregate(HAND_MAPS[:2], [5], HAND_GATE)
     torch.testing.assert_close(out, torch.tensor([[[31.875, 95.625, 255.0]]]))
 
 
 def test_aggregate_without_classes_is_empty() -> None:
-    out = aggregate(HAND_MAPS, [])
+    out = aggregate(HAND_MAPS, [], HAND_GATE)
     assert out.shape == (0, 1, 3)
 
 
@@ -120,7 +125,7 @@ LABELS = [[0], [0, 1], [1], [2], [0, 3], [3], [], [0], [1, 0], [4]]
 
 
 def test_plan_partners_draws_images_with_the_class() -> None:
-    plans = plan_partners(LABELS, partners=3, seed=SEED)
+    plans = plan_partners(LABELS, NUM_CLASSES, partners=3, seed=SEED)
     assert [p.index for p in plans] == list(range(len(LABELS)))
     for plan, classes in zip(plans, LABELS, strict=True):
         assert plan.classes == tuple(classes)
@@ -134,7 +139,7 @@ def test_plan_partners_draws_images_with_the_class() -> None:
 
 
 def test_plan_partners_pairs_an_image_alone_with_its_class_with_itself() -> None:
-    plans = plan_partners(LABELS, partners=3, seed=SEED)
+    plans = plan_partners(LABELS, NUM_CLASSES, partners=3, seed=SEED)
     assert plans[3].partners == {2: (3, 3, 3)}  # the only image of class 2
     assert plans[9].partners == {4: (9, 9, 9)}
     assert plans[6].partners == {}  # no class, no partner
@@ -142,7 +147,7 @@ def test_plan_partners_pairs_an_image_alone_with_its_class_with_itself() -> None
 
 def test_plan_partners_draws_with_replacement() -> None:
     # class 3 has one other image, so 5 draws must repeat it
-    plans = plan_partners(LABELS, partners=5, seed=SEED)
+    plans = plan_partners(LABELS, NUM_CLASSES, partners=5, seed=SEED)
     assert plans[4].partners[3] == (5,) * 5
     assert plans[5].partners[3] == (4,) * 5
     # class 0 has 4 other images: 5 draws repeat one at least
@@ -150,8 +155,12 @@ def test_plan_partners_draws_with_replacement() -> None:
 
 
 def test_plan_partners_is_deterministic_for_a_seed() -> None:
-    assert plan_partners(LABELS, 3, seed=7) == plan_partners(LABELS, 3, seed=7)
-    assert plan_partners(LABELS, 3, seed=7) != plan_partners(LABELS, 3, seed=8)
+    assert plan_partners(LABELS, NUM_CLASSES, 3, seed=7) == plan_partners(
+        LABELS, NUM_CLASSES, 3, seed=7
+    )
+    assert plan_partners(LABELS, NUM_CLASSES, 3, seed=7) != plan_partners(
+        LABELS, NUM_CLASSES, 3, seed=8
+    )
 
 
 # --- self views --------------------------------------------------------------------------------
@@ -238,7 +247,7 @@ def lively_net(symmetric: bool = False) -> CoAttentionNet:
     flip-equivariant (1x1 convs and the affinity act per position).
     """
     torch.manual_seed(SEED)
-    net = CoAttentionNet(ModelConfig(width=0.0625, batch_norm=False))
+    net = CoAttentionNet(ModelConfig(width=0.0625, batch_norm=False, num_classes=NUM_CLASSES))
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.Conv2d):
@@ -278,7 +287,7 @@ def mirror_voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mirror_maps(voc: Path, anchor: int) -> torch.Tensor:
     """Maps of every class of image `anchor`, partnered with the other image."""
     source = ImageSource(voc, ["sym", "other"], INPUT_SIZE)
-    localizer = Localizer(lively_net(symmetric=True), source, VIEWS, CPU)
+    localizer = Localizer(lively_net(symmetric=True), source, VIEWS, VIEW_GATE, CPU, naive=False)
     localizer.build_bank(progress=False)
     classes = tuple(range(NUM_CLASSES))
     partner = 1 - anchor
@@ -318,10 +327,11 @@ def embedded_setup(
     voc: Path, net: CoAttentionNet, naive: bool
 ) -> tuple[Localizer, list[AnchorPlan], list[str]]:
     """A localizer of the train_aug images, their partner plans and names."""
-    names = read_names(voc / LIST_DIR / "train_aug.txt")
-    labels = read_class_labels(voc / LABELS_FILE)
-    localizer = Localizer(net, ImageSource(voc, names, INPUT_SIZE), VIEWS, CPU, naive=naive)
-    plans = plan_partners([labels[n] for n in names], partners=3, seed=SEED)
+    names = read_split(voc, TRAIN_AUG)
+    labels = read_class_labels(voc)
+    source = ImageSource(voc, names, INPUT_SIZE)
+    localizer = Localizer(net, source, VIEWS, VIEW_GATE, CPU, naive=naive)
+    plans = plan_partners([labels[n] for n in names], NUM_CLASSES, partners=3, seed=SEED)
     return localizer, plans, names
 
 
@@ -368,7 +378,7 @@ def test_localize_writes_one_gray_png_per_image_and_class(
     out = tmp_path / "locmaps"
     localize(localizer, plans, names, out)
 
-    labels = read_class_labels(embedded_voc / LABELS_FILE)
+    labels = read_class_labels(embedded_voc)
     expected = {f"{n}_{c}.png" for n in names for c in labels[n]}
     assert {p.name for p in out.iterdir()} == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locmaps"]  # no temporary left
@@ -376,8 +386,8 @@ def test_localize_writes_one_gray_png_per_image_and_class(
         name = names[plan.index]
         maps = localizer.maps(plan)
         for cls, plane in zip(plan.classes, maps, strict=True):
-            assert map_name(name, cls) == f"{name}_{cls}.png"
-            with Image.open(out / map_name(name, cls)) as img:
+            assert locmap_path(out, name, cls) == out / f"{name}_{cls}.png"
+            with Image.open(locmap_path(out, name, cls)) as img:
                 assert img.format == "PNG"
                 assert img.mode == "L"
                 with Image.open(embedded_voc / JPEG_DIR / f"{name}.jpg") as original:
@@ -470,11 +480,11 @@ def test_evaluate_locmaps_against_brute_force(tmp_path: Path) -> None:
     for name, truth in truths.items():
         save_mask(voc / FINE_MASK_DIR / f"{name}.png", truth)
         for c, plane in maps[name].items():
-            save_gray(maps_dir / map_name(name, c), plane.astype(np.uint8))
+            save_gray(locmap_path(maps_dir, name, c), plane.astype(np.uint8))
     thresholds = [0.1, 0.3, 0.45, 0.5, 0.7, 0.9]
 
     threshold, scores, curve = evaluate_locmaps(
-        voc, maps_dir, list(truths), labels, np.array(thresholds)
+        voc, maps_dir, list(truths), labels, NUM_CLASSES, np.array(thresholds)
     )
 
     expected = brute_force_curve(maps, truths, thresholds)
@@ -493,7 +503,7 @@ def test_evaluate_locmaps_names_a_missing_map(tmp_path: Path) -> None:
     save_mask(voc / FINE_MASK_DIR / "a.png", np.zeros((2, 2), dtype=np.uint8))
     (tmp_path / "locmaps").mkdir()
     with pytest.raises(DatasetError, match="a_3.png: localization map missing"):
-        evaluate_locmaps(voc, tmp_path / "locmaps", ["a"], {"a": [3]}, np.array([0.5]))
+        evaluate_locmaps(voc, tmp_path / "locmaps", ["a"], {"a": [3]}, NUM_CLASSES, np.array([0.5]))
 
 
 def test_evaluate_locmaps_a_score_equal_to_the_threshold_is_background(tmp_path: Path) -> None:
@@ -501,7 +511,7 @@ def test_evaluate_locmaps_a_score_equal_to_the_threshold_is_background(tmp_path:
     (voc / FINE_MASK_DIR).mkdir(parents=True)
     maps_dir.mkdir()
     save_mask(voc / FINE_MASK_DIR / "a.png", np.array([[0, 0, 1]], dtype=np.uint8))
-    save_gray(maps_dir / map_name("a", 0), np.array([[0, 51, 255]], dtype=np.uint8))
+    save_gray(locmap_path(maps_dir, "a", 0), np.array([[0, 51, 255]], dtype=np.uint8))
     # scores [0, 0.2, 1]: only the last pixel exceeds 0.2, so the prediction is the truth
-    _, scores, _ = evaluate_locmaps(voc, maps_dir, ["a"], {"a": [0]}, np.array([0.2]))
+    _, scores, _ = evaluate_locmaps(voc, maps_dir, ["a"], {"a": [0]}, NUM_CLASSES, np.array([0.2]))
     assert scores["miou"] == 1.0

@@ -1,4 +1,4 @@
-"""Tests of the MCIS training objective (mcis_core.mcis_loss) against MCIS_SPEC section 2:
+"""Tests of the MCIS training objective (mcis_core.classifier.loss) against MCIS_SPEC section 2:
 hand-computed losses, and every term rebuilt here from the network's public methods."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcis_core.coattention import CoAttentionNet, ModelConfig
-from mcis_core.mcis_loss import (
+from mcis_core.classifier.loss import (
     MCISObjective,
     complementary_targets,
     multilabel_loss,
     stacked_loss,
 )
+from mcis_core.classifier.network import CoAttentionNet, ModelConfig
 
 K = 20
 ATOL = 1e-6
@@ -43,7 +43,7 @@ def tiny_net(seed: int = 0, batch_norm: bool = False) -> CoAttentionNet:
     whatever the targets, which would hide wrong targets.
     """
     torch.manual_seed(seed)
-    net = CoAttentionNet(ModelConfig(width=0.0625, batch_norm=batch_norm))
+    net = CoAttentionNet(ModelConfig(width=0.0625, batch_norm=batch_norm, num_classes=K))
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.Conv2d):

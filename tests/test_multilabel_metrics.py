@@ -1,4 +1,4 @@
-"""Tests of the multilabel classification metrics (mcis_core.multilabel_metrics) against
+"""Tests of the multilabel classification metrics (mcis_core.classifier.metrics) against
 hand-computed values and a brute-force average precision written here."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mcis_core.multilabel_metrics import average_precisions, macro_f1, mean_average_precision
+from mcis_core.classifier.metrics import average_precisions, macro_f1, mean_average_precision
 
 
 def brute_force_ap(scores: np.ndarray, targets: np.ndarray) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,12 +44,17 @@ TINY = {
 }
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def _run(cmd: list[str], cwd: Path, expect_failure: bool = False) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    failed = result.returncode != 0
+    assert failed == expect_failure, f"{' '.join(cmd)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def _stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -141,6 +147,38 @@ def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
     out = _run(["dvc", "repro"], project)
     assert "Running stage" not in out
     assert "up to date" in _run(["dvc", "status"], project)
+
+
+def test_a_misspelled_section_stops_repro_before_any_stage(project: Path) -> None:
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["classifier"]["epochs"] = 3  # would rerun the classifier, were params valid
+    params["classfier"] = {"epochs": 3}
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = _run(["dvc", "repro"], project, expect_failure=True)
+    finally:
+        params_file.write_text(original)
+    assert "error: params.yaml: unknown key `classfier` (did you mean `classifier`?)" in out
+    assert _stages_run(out) == {"check_params"}
+    # DVC removed the check's output before running it: with the params fixed, the next repro
+    # brings back the check alone (from the run-cache: its deps are as before)
+    assert _stages_run(_run(["dvc", "repro"], project)) <= {"check_params"}
+    assert "up to date" in _run(["dvc", "status"], project)
+
+
+def test_editing_one_schema_makes_only_its_stage_stale(project: Path) -> None:
+    schema = project / "mcis_core" / "pseudo_gt" / "params.py"
+    original = schema.read_text()
+    schema.write_text(original + "# an edit\n")
+    try:
+        stale = json.loads(_run(["dvc", "status", "--json"], project))
+    finally:
+        schema.write_text(original)
+    # the validator of every schema, and the one stage that reads this one (its descendants
+    # rerun through its outputs)
+    assert set(stale) == {"check_params", "pseudo_gt"}
 
 
 def test_forced_rerun_is_byte_identical(project: Path) -> None:

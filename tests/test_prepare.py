@@ -20,12 +20,14 @@ import scipy.io
 import yaml
 from PIL import Image
 
-from mcis_core.config import RemoteFile, Voc2012Params
-from mcis_core.download import ArchiveError, ChecksumError, DownloadError
-from mcis_core.io import read_gray, read_names
-from mcis_core.prepare import prepare_voc2012
-from mcis_core.voc import DatasetError, read_class_labels
+from mcis_core.common.errors import ArchiveError, ChecksumError, DatasetError, DownloadError
+from mcis_core.common.io import read_gray, read_names
+from mcis_core.common.layout import read_class_labels
+from mcis_core.common.params import RemoteFile
+from mcis_core.dataset.params import Voc2012Params
+from mcis_core.dataset.prepare import prepare_voc2012
 from tests.http_server import ServedFile, serve_files
+from tests.params import PARAMS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, VAL, SBD_ONLY = ["2007_000001", "2007_000002"], ["2007_000003"], ["2008_000004"]
@@ -97,6 +99,7 @@ def _params(server, voc: bytes, sbd: bytes, voc_md5: str | None = None) -> Voc20
             (server.url("VOCtrainval_11-May-2012.tar"),),
         ),
         aug_archive=RemoteFile("benchmark.tgz", _md5(sbd), (server.url("benchmark.tgz"),)),
+        aug_format="sbd",
     )
 
 
@@ -114,7 +117,7 @@ def test_voc2012_download_builds_the_layout(tmp_path: Path) -> None:
         "2008_000004",
     ]
     # VOC's fine mask wins over SBD's for a VOC train image; SBD-only masks are converted
-    assert read_class_labels(out / "cls_labels.txt") == {
+    assert read_class_labels(out) == {
         "2007_000001": [0],
         "2007_000002": [1],
         "2008_000004": [11],
@@ -158,7 +161,9 @@ def test_truncated_archive_without_md5_is_an_archive_error(tmp_path: Path) -> No
     with serve_files({"VOCtrainval_11-May-2012.tar": voc, "benchmark.tgz": cut}) as server:
         params = _params(server, voc, sbd)
         params = Voc2012Params(
-            params.voc_archive, RemoteFile("benchmark.tgz", None, params.aug_archive.urls)
+            params.voc_archive,
+            RemoteFile("benchmark.tgz", None, params.aug_archive.urls),
+            params.aug_format,
         )
         with pytest.raises(ArchiveError, match="benchmark.tgz: corrupt or truncated"):
             prepare_voc2012(params, tmp_path / "cache", tmp_path / "voc")
@@ -186,9 +191,10 @@ def test_missing_file_named_in_a_list(tmp_path: Path, skip: str, message: str) -
 def test_stage_reports_one_clear_line(tmp_path: Path) -> None:
     voc, sbd = voc_tar(), sbd_tgz()
     with serve_files({"VOCtrainval_11-May-2012.tar": voc, "benchmark.tgz": sbd}) as server:
-        params = {
-            "base": {"data_dir": "data", "download_cache": "cache"},
-            "data": {
+        params = yaml.safe_load(PARAMS_FILE.read_text())
+        params["base"].update({"data_dir": "data", "download_cache": "cache"})
+        params["data"].update(
+            {
                 "source": "voc2012",
                 "voc2012": {
                     "voc_archive": {
@@ -201,9 +207,10 @@ def test_stage_reports_one_clear_line(tmp_path: Path) -> None:
                         "md5": _md5(sbd),
                         "urls": [server.url("benchmark.tgz")],
                     },
+                    "aug_format": "sbd",
                 },
-            },
-        }
+            }
+        )
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         result = subprocess.run(

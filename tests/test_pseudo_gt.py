@@ -1,4 +1,4 @@
-"""Tests of the pseudo_gt stage library (mcis_core.pseudo_gt, MCIS_SPEC section 4): labelling
+"""Tests of the pseudo_gt stage library (mcis_core.pseudo_gt, docs/method.md §5): labelling
 a folder of saliency and localization maps, missing inputs, and the quality of the labels.
 
 The inputs are 6 x 8 maps written by hand; the comments give the scores behind each label
@@ -15,19 +15,18 @@ import pytest
 import torch
 from PIL import Image
 
-from mcis_core.config import PseudoLabelRules
-from mcis_core.io import read_gray, save_gray
-from mcis_core.localization import map_name
-from mcis_core.pseudo_gt import (
-    evaluate_pseudo_labels,
-    label_image,
-    make_pseudo_labels,
-    missing_inputs,
-)
-from mcis_core.pseudo_labels import pseudo_label
-from mcis_core.voc import FINE_MASK_DIR, IGNORE_INDEX, DatasetError, save_mask, voc_palette
+from mcis_core.common.errors import DatasetError
+from mcis_core.common.io import read_gray, save_gray
+from mcis_core.common.layout import FINE_MASK_DIR, IGNORE_INDEX, save_mask, voc_palette
+from mcis_core.common.paths import locmap_path
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.pseudo_gt.labels import label_image, make_pseudo_labels, missing_inputs
+from mcis_core.pseudo_gt.metrics import evaluate_pseudo_labels
+from mcis_core.pseudo_gt.rules import pseudo_label
+from tests.params import section
 
-RULES = PseudoLabelRules()
+RULES = section("pseudo_gt").rules
+NUM_CLASSES = len(VOC_CLASSES)
 X = IGNORE_INDEX
 H, W = 6, 8
 PIXELS = H * W
@@ -74,7 +73,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     for name, (_, saliency, maps) in INPUTS.items():
         save_gray(sal_dir / f"{name}.png", saliency)
         for c, plane in maps.items():
-            save_gray(maps_dir / map_name(name, c), plane)
+            save_gray(locmap_path(maps_dir, name, c), plane)
     return sal_dir, maps_dir
 
 
@@ -83,7 +82,7 @@ def direct_label(name: str) -> np.ndarray:
     classes, saliency, maps = INPUTS[name]
     planes = [torch.from_numpy(maps[c]) for c in classes]
     stacked = torch.stack(planes) if planes else torch.zeros((0, H, W), dtype=torch.uint8)
-    return pseudo_label(torch.from_numpy(saliency), stacked, classes, RULES).numpy()
+    return pseudo_label(torch.from_numpy(saliency), stacked, classes, NUM_CLASSES, RULES).numpy()
 
 
 def test_hand_expectations_agree_with_the_rules() -> None:
@@ -94,7 +93,9 @@ def test_hand_expectations_agree_with_the_rules() -> None:
 def test_make_pseudo_labels_writes_palette_pngs(folders: tuple[Path, Path], tmp_path: Path) -> None:
     sal_dir, maps_dir = folders
     out = tmp_path / "pseudo_gt"
-    summary = make_pseudo_labels(NAMES, LABELS, sal_dir, maps_dir, out, RULES, skip_missing=False)
+    summary = make_pseudo_labels(
+        NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
+    )
 
     assert sorted(p.name for p in out.iterdir()) == [f"{n}.png" for n in NAMES]
     for name in NAMES:
@@ -118,7 +119,9 @@ def test_make_pseudo_labels_replaces_an_old_output(
     out = tmp_path / "pseudo_gt"
     out.mkdir()
     (out / "stale.png").write_bytes(b"old")
-    make_pseudo_labels(NAMES[:1], LABELS, sal_dir, maps_dir, out, RULES, skip_missing=False)
+    make_pseudo_labels(
+        NAMES[:1], LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
+    )
     assert sorted(p.name for p in out.iterdir()) == ["img_a.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locmaps", "pseudo_gt", "saliency"]
 
@@ -143,7 +146,9 @@ def test_a_missing_input_raises_and_writes_nothing(
     (tmp_path / missing).unlink()
     out = tmp_path / "pseudo_gt"
     with pytest.raises(DatasetError) as raised:
-        make_pseudo_labels(NAMES, LABELS, sal_dir, maps_dir, out, RULES, skip_missing=False)
+        make_pseudo_labels(
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
+        )
     message = str(raised.value)
     assert str(tmp_path / missing) in message  # the missing file
     assert "img_c" in message.replace(str(tmp_path / missing), "")  # and the image, apart
@@ -158,7 +163,9 @@ def test_skip_missing_skips_the_image(
     sal_dir, maps_dir = folders
     (tmp_path / missing).unlink()
     out = tmp_path / "pseudo_gt"
-    summary = make_pseudo_labels(NAMES, LABELS, sal_dir, maps_dir, out, RULES, skip_missing=True)
+    summary = make_pseudo_labels(
+        NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=True
+    )
 
     assert summary.skipped == ["img_c"]
     assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "img_b.png", "img_d.png"]
@@ -176,7 +183,9 @@ def test_a_map_of_another_size_than_the_saliency_raises(
     save_gray(maps_dir / "img_a_2.png", np.zeros((H, W + 1), dtype=np.uint8))
     out = tmp_path / "pseudo_gt"
     with pytest.raises(DatasetError, match="img_a_2.png"):
-        make_pseudo_labels(NAMES, LABELS, sal_dir, maps_dir, out, RULES, skip_missing=False)
+        make_pseudo_labels(
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
+        )
     assert not out.exists()
 
 
@@ -184,7 +193,7 @@ def test_the_size_error_names_the_map_of_the_wrong_size(folders: tuple[Path, Pat
     sal_dir, maps_dir = folders
     save_gray(maps_dir / "img_c_7.png", np.zeros((H, W + 1), dtype=np.uint8))
     with pytest.raises(DatasetError, match="img_c_7.png"):
-        label_image("img_c", [4, 7], sal_dir, maps_dir, RULES)
+        label_image("img_c", [4, 7], NUM_CLASSES, sal_dir, maps_dir, RULES)
 
 
 # --- evaluate_pseudo_labels --------------------------------------------------------------------
@@ -249,7 +258,7 @@ def test_evaluate_pseudo_labels_against_brute_force(tmp_path: Path) -> None:
     for name, pred in preds.items():
         save_mask(pseudo_dir / f"{name}.png", pred)
 
-    quality = evaluate_pseudo_labels(voc, pseudo_dir, ["p1", "p2", "p3"])
+    quality = evaluate_pseudo_labels(voc, pseudo_dir, ["p1", "p2", "p3"], NUM_CLASSES)
 
     expected = brute_force_quality(list(preds.values()), [truths["p1"], truths["p2"]])
     for key in ("miou", "miou_ignored_as_background", "precision", "recall"):

@@ -1,4 +1,4 @@
-"""Tests of the MCIS pseudo-label rules (mcis_core.pseudo_labels, MCIS_SPEC section 4).
+"""Tests of the MCIS pseudo-label rules (mcis_core.pseudo_gt.rules, docs/method.md §5).
 
 Every expected label map is written out by hand; the comments give the scores behind it:
 background = 1 - sal/255 (sal 200 -> 0.22, floored to 0; sal 5 -> 0.98), class k at k + 1.
@@ -6,15 +6,18 @@ background = 1 - sal/255 (sal 200 -> 0.22, floored to 0; sal 5 -> 0.98), class k
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from dataclasses import astuple, replace
 
 import pytest
 import torch
 
-from mcis_core.config import PseudoLabelRules
-from mcis_core.pseudo_labels import normalise, pseudo_label
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.pseudo_gt.params import PseudoLabelRules
+from mcis_core.pseudo_gt.rules import minmax_scale, pseudo_label
+from tests.params import section
 
-RULES = PseudoLabelRules()
+RULES = section("pseudo_gt").rules
+NUM_CLASSES = len(VOC_CLASSES)
 X = 255  # ignored
 
 
@@ -24,11 +27,11 @@ def labels(
     """pseudo_label on uint8 tensors built from nested lists, back as nested lists."""
     sal_t = torch.tensor(sal, dtype=torch.uint8)
     maps_t = torch.tensor(maps, dtype=torch.uint8).reshape(len(classes), *sal_t.shape)
-    return pseudo_label(sal_t, maps_t, classes, rules).tolist()
+    return pseudo_label(sal_t, maps_t, classes, NUM_CLASSES, rules).tolist()
 
 
-def test_defaults_are_the_spec_values() -> None:
-    assert astuple(PseudoLabelRules()) == (0.3, 0.99, 0.95, 32, 0.01)
+def test_params_yaml_holds_the_spec_values() -> None:
+    assert astuple(section("pseudo_gt").rules) == (0.3, 0.99, 0.95, 32, 0.01)
 
 
 def test_low_saliency_gives_background() -> None:
@@ -59,7 +62,7 @@ def test_score_floor() -> None:
     sal = [[204, 204, 204, 204]]
     maps = [[[0, 25, 30, 100]]]
     assert labels(sal, maps, [0]) == [[X, X, 1, 1]]
-    lenient = PseudoLabelRules(salient_background=256)
+    lenient = replace(RULES, salient_background=256)
     assert labels(sal, maps, [0], lenient) == [[0, 0, 1, 1]]
 
 
@@ -76,8 +79,8 @@ def test_conflict_needs_scores_strictly_above_the_threshold() -> None:
     # classes 3 and 7 both exactly .5 at (0, 1): not above conflict .5, the tie goes to 3
     sal = [[200, 200, 200]]
     maps = [[[0, 50, 100]], [[100, 50, 0]]]
-    assert labels(sal, maps, [7, 3], PseudoLabelRules(conflict=0.5)) == [[4, 4, 8]]
-    assert labels(sal, maps, [7, 3], PseudoLabelRules(conflict=0.49)) == [[4, X, 8]]
+    assert labels(sal, maps, [7, 3], replace(RULES, conflict=0.5)) == [[4, 4, 8]]
+    assert labels(sal, maps, [7, 3], replace(RULES, conflict=0.49)) == [[4, X, 8]]
 
 
 def test_salient_background_is_ignored() -> None:
@@ -119,8 +122,8 @@ def test_foreground_fraction_is_counted_after_the_ignores() -> None:
     # object pixel of four remains (two before the conflict rule)
     sal = [[200, 200], [200, 200]]
     maps = [[[100, 50], [0, 0]], [[100, 0], [0, 0]]]
-    assert labels(sal, maps, [0, 1], PseudoLabelRules(min_foreground=0.5)) == [[X, X], [X, X]]
-    assert labels(sal, maps, [0, 1], PseudoLabelRules(min_foreground=0.25)) == [[X, 1], [X, X]]
+    assert labels(sal, maps, [0, 1], replace(RULES, min_foreground=0.5)) == [[X, X], [X, X]]
+    assert labels(sal, maps, [0, 1], replace(RULES, min_foreground=0.25)) == [[X, 1], [X, X]]
 
 
 def test_min_max_normalisation() -> None:
@@ -130,10 +133,10 @@ def test_min_max_normalisation() -> None:
     assert labels(sal, maps, [0]) == [[0, 1, X, 1]]
 
 
-def test_normalise() -> None:
+def test_minmax_scale() -> None:
     maps = torch.tensor([[[10.0, 60.0, 110.0]], [[7.0, 7.0, 7.0]]])
     expected = torch.tensor([[[0.0, 0.5, 1.0]], [[0.0, 0.0, 0.0]]])
-    assert torch.equal(normalise(maps), expected)
+    assert torch.equal(minmax_scale(maps), expected)
 
 
 def test_constant_map_scores_zero() -> None:
@@ -151,14 +154,14 @@ def test_class_k_gets_label_k_plus_one(cls: int, label: int) -> None:
 def test_image_without_classes() -> None:
     sal = [[0, 100]]
     assert labels(sal, [], []) == [[X, X]]  # no object pixel at all
-    assert labels(sal, [], [], PseudoLabelRules(min_foreground=0.0)) == [[0, X]]
+    assert labels(sal, [], [], replace(RULES, min_foreground=0.0)) == [[0, X]]
 
 
 def test_output_dtype_shape_and_inputs_untouched() -> None:
     sal = torch.tensor([[0, 200, 5], [200, 200, 0]], dtype=torch.uint8)
     maps = torch.tensor([[[0, 100, 0], [50, 20, 0]]], dtype=torch.uint8)
     sal_copy, maps_copy = sal.clone(), maps.clone()
-    out = pseudo_label(sal, maps, [4], RULES)
+    out = pseudo_label(sal, maps, [4], NUM_CLASSES, RULES)
     assert out.dtype == torch.uint8
     assert out.shape == (2, 3)
     assert out.device == sal.device
@@ -169,9 +172,9 @@ def test_float_and_uint8_inputs_agree() -> None:
     gen = torch.Generator().manual_seed(0)
     sal = torch.randint(0, 256, (16, 16), generator=gen, dtype=torch.uint8)
     maps = torch.randint(0, 256, (3, 16, 16), generator=gen, dtype=torch.uint8)
-    expected = pseudo_label(sal, maps, [1, 8, 14], RULES)
+    expected = pseudo_label(sal, maps, [1, 8, 14], NUM_CLASSES, RULES)
     for dtype in (torch.float32, torch.float64):
-        out = pseudo_label(sal.to(dtype), maps.to(dtype), [1, 8, 14], RULES)
+        out = pseudo_label(sal.to(dtype), maps.to(dtype), [1, 8, 14], NUM_CLASSES, RULES)
         assert torch.equal(out, expected)
 
 
@@ -192,13 +195,13 @@ def test_invalid_inputs_raise(
     sal_shape: tuple, maps_shape: tuple, classes: list[int], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        pseudo_label(torch.zeros(sal_shape), torch.zeros(maps_shape), classes, RULES)
+        pseudo_label(torch.zeros(sal_shape), torch.zeros(maps_shape), classes, NUM_CLASSES, RULES)
 
 
 def test_maps_on_another_device_raise() -> None:
     maps = torch.zeros((1, 2, 2), device="meta")
     with pytest.raises(ValueError, match="locmaps on meta but saliency on cpu"):
-        pseudo_label(torch.zeros((2, 2)), maps, [0], RULES)
+        pseudo_label(torch.zeros((2, 2)), maps, [0], NUM_CLASSES, RULES)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -206,6 +209,6 @@ def test_cuda_matches_cpu() -> None:
     gen = torch.Generator().manual_seed(1)
     sal = torch.randint(0, 256, (32, 24), generator=gen, dtype=torch.uint8)
     maps = torch.randint(0, 256, (2, 32, 24), generator=gen, dtype=torch.uint8)
-    out = pseudo_label(sal.cuda(), maps.cuda(), [6, 11], RULES)
+    out = pseudo_label(sal.cuda(), maps.cuda(), [6, 11], NUM_CLASSES, RULES)
     assert out.is_cuda
-    assert torch.equal(out.cpu(), pseudo_label(sal, maps, [6, 11], RULES))
+    assert torch.equal(out.cpu(), pseudo_label(sal, maps, [6, 11], NUM_CLASSES, RULES))

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from skimage.color import rgb2lab
 from skimage.morphology import reconstruction
 
-from mcis_core import saliency as saliency_module
-from mcis_core.saliency import (
+from mcis_core.saliency import mbplus as saliency_module
+from mcis_core.saliency.mbplus import (
     _dilate,
     _reconstruct_by_dilation,
     compute_saliency,
@@ -19,7 +19,9 @@ from mcis_core.saliency import (
     rgb_to_lab,
     working_shape,
 )
-from mcis_core.saliency_metrics import SaliencyAccumulator
+from mcis_core.saliency.metrics import SaliencyAccumulator
+
+MBPLUS = {"max_side": 300, "sweeps": 3, "boundary_width": 15}  # the MB+ paper's settings
 
 FLOAT_TOLERANCE = 1e-4  # float32 barrier arithmetic on values below 10
 
@@ -142,10 +144,10 @@ def test_barrier_of_padded_batch_equals_each_image_alone() -> None:
     canvas = torch.zeros(len(sizes), 2, 9, 7)
     for slot, values in zip(canvas, alone, strict=True):
         slot[:, : values.shape[1], : values.shape[2]] = values
-    batched = minimum_barrier_distance(canvas, sizes)
+    batched = minimum_barrier_distance(canvas, sizes, sweeps=3)
     for index, values in enumerate(alone):
         height, width = values.shape[1:]
-        expected = minimum_barrier_distance(values[None])[0]
+        expected = minimum_barrier_distance(values[None], sweeps=3)[0]
         assert torch.equal(batched[index, :, :height, :width], expected)
         assert torch.isinf(batched[index, :, height:]).all()
         assert torch.isinf(batched[index, :, :, width:]).all()
@@ -174,7 +176,7 @@ def test_dilation_matches_max_pool() -> None:
 def test_disc_is_salient_and_scores_well() -> None:
     rng = np.random.default_rng(8)
     image, disc = disc_scene(96, 120, rng)
-    (saliency,) = compute_saliency([image])
+    (saliency,) = compute_saliency([image], **MBPLUS)
     assert saliency[disc].mean() > 200
     assert saliency[~disc].mean() < 30
     accumulator = SaliencyAccumulator()
@@ -204,22 +206,24 @@ def test_batched_equals_one_at_a_time_and_is_deterministic() -> None:
 def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(11)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(30, 40), (40, 30)] * 3]
-    whole = compute_saliency(images)
+    whole = compute_saliency(images, **MBPLUS)
     monkeypatch.setattr(saliency_module, "MAX_CHUNK_PIXELS", 2 * 40 * 40)
-    chunked = compute_saliency(images)
+    chunked = compute_saliency(images, **MBPLUS)
     assert all(np.array_equal(a, b) for a, b in zip(whole, chunked, strict=True))
 
 
 def test_degenerate_and_invalid_inputs() -> None:
-    assert compute_saliency([]) == []
-    tiny = compute_saliency([np.full((1, 1, 3), 7, np.uint8), np.zeros((2, 9, 3), np.uint8)])
+    assert compute_saliency([], **MBPLUS) == []
+    tiny = compute_saliency(
+        [np.full((1, 1, 3), 7, np.uint8), np.zeros((2, 9, 3), np.uint8)], **MBPLUS
+    )
     assert [m.shape for m in tiny] == [(1, 1), (2, 9)]
     with pytest.raises(ValueError):
-        compute_saliency([np.zeros((4, 4), np.uint8)])
+        compute_saliency([np.zeros((4, 4), np.uint8)], **MBPLUS)
     with pytest.raises(ValueError):
-        compute_saliency([np.zeros((4, 4, 3), np.float32)])
+        compute_saliency([np.zeros((4, 4, 3), np.float32)], **MBPLUS)
     with pytest.raises(ValueError):
-        compute_saliency([np.zeros((4, 4, 3), np.uint8)], sweeps=0)
+        compute_saliency([np.zeros((4, 4, 3), np.uint8)], **{**MBPLUS, "sweeps": 0})
 
 
 def hand_scores(valid: np.ndarray | None = None):

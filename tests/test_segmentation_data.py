@@ -8,10 +8,12 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from mcis_core.classification_data import normalize
-from mcis_core.io import read_gray, read_rgb
-from mcis_core.segmentation_data import SegmentationTrainSet
-from mcis_core.voc import IGNORE_INDEX, JPEG_DIR, save_mask
+from mcis_core.common.errors import DatasetError
+from mcis_core.common.io import read_gray, read_rgb
+from mcis_core.common.layout import IGNORE_INDEX, JPEG_DIR, image_path, save_mask
+from mcis_core.common.paths import label_path
+from mcis_core.models.inputs import imagenet_normalize
+from mcis_core.segmentation.data import SegmentationTrainSet
 
 LABEL_VALUES = (0, 3, 15, IGNORE_INDEX)
 
@@ -64,8 +66,8 @@ def test_small_images_are_padded_with_the_mean_and_ignore(voc: Path) -> None:
 def test_mirrored_item_is_the_mirror_of_the_plain_one(voc: Path) -> None:
     # scale 1 and a crop the size of the image: mirroring is the only random change
     data = dataset(voc, ["square"] * 12, crop=24, scales=(1.0, 1.0))
-    image = normalize(TF.to_tensor(np.array(read_rgb(voc / JPEG_DIR / "square.jpg"))))
-    label = torch.from_numpy(read_gray(voc / "labels" / "square.png").astype(np.int64))
+    image = imagenet_normalize(TF.to_tensor(np.array(read_rgb(image_path(voc, "square")))))
+    label = torch.from_numpy(read_gray(label_path(voc / "labels", "square")).astype(np.int64))
     mirrored = []
     for index in range(len(data)):
         item = data[index]
@@ -89,6 +91,6 @@ def test_nearest_resize_adds_no_label_values(voc: Path) -> None:
 
 def test_image_and_label_sizes_must_agree(voc: Path, tmp_path: Path) -> None:
     save_mask(tmp_path / "a.png", np.zeros((5, 5), dtype=np.uint8))
-    data = SegmentationTrainSet(voc, ["a"], tmp_path, 8, seed=0)
-    with pytest.raises(ValueError, match="differ"):
+    data = SegmentationTrainSet(voc, ["a"], tmp_path, 8, (0.7, 1.3), seed=0)
+    with pytest.raises(DatasetError, match="differ"):
         data[0]

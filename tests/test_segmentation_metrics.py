@@ -1,5 +1,7 @@
-"""Tests of the segmentation metrics (mcis_core.segmentation_metrics) against hand-computed
-values and brute-force pixel loops written here."""
+"""Tests of the segmentation metrics (mcis_core.scoring.segmentation), of the localization
+maps' threshold confusions (mcis_core.locmaps.metrics) and of the pseudo labels' labelled
+pixel counts (mcis_core.pseudo_gt.metrics) against hand-computed values and brute-force pixel
+loops written here."""
 
 from __future__ import annotations
 
@@ -8,17 +10,17 @@ import math
 import numpy as np
 import pytest
 
-from mcis_core.segmentation_metrics import (
+from mcis_core.common.layout import IGNORE_INDEX
+from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.locmaps.metrics import best_threshold, threshold_confusions, threshold_curve
+from mcis_core.pseudo_gt.metrics import (
     LabelledCounts,
-    best_threshold,
-    confusion_matrix,
     labelled_counts,
     labelled_precision_recall,
-    segmentation_scores,
-    threshold_confusions,
-    threshold_curve,
 )
-from mcis_core.voc import IGNORE_INDEX
+from mcis_core.scoring.segmentation import confusion_matrix, segmentation_scores
+
+NUM_SEG_CLASSES = len(VOC_CLASSES) + 1  # background and the VOC classes
 
 # --- brute force -------------------------------------------------------------------------------
 
@@ -136,22 +138,24 @@ def test_scores_match_brute_force(seed: int) -> None:
 def test_confusions_add_up_over_images() -> None:
     rng = np.random.default_rng(7)
     maps = [(random_label_map(rng, (9, 8), 21), random_label_map(rng, (9, 8), 21)) for _ in "ab"]
-    summed = sum(confusion_matrix(pred, truth) for pred, truth in maps)
+    summed = sum(confusion_matrix(pred, truth, NUM_SEG_CLASSES) for pred, truth in maps)
     stacked_pred = np.concatenate([pred for pred, _ in maps])
     stacked_truth = np.concatenate([truth for _, truth in maps])
-    np.testing.assert_array_equal(summed, confusion_matrix(stacked_pred, stacked_truth))
+    np.testing.assert_array_equal(
+        summed, confusion_matrix(stacked_pred, stacked_truth, NUM_SEG_CLASSES)
+    )
 
 
 def test_confusion_matrix_rejects_bad_input() -> None:
     labels = np.zeros((2, 2), dtype=np.uint8)
     with pytest.raises(ValueError, match="shape"):
-        confusion_matrix(labels, np.zeros((2, 3), dtype=np.uint8))
+        confusion_matrix(labels, np.zeros((2, 3), dtype=np.uint8), NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="integer"):
-        confusion_matrix(labels.astype(float), labels)
+        confusion_matrix(labels.astype(float), labels, NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="truth holds 21"):
-        confusion_matrix(labels, np.full((2, 2), 21))
+        confusion_matrix(labels, np.full((2, 2), 21), NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="pred holds -1"):
-        confusion_matrix(np.full((2, 2), -1), labels)
+        confusion_matrix(np.full((2, 2), -1), labels, NUM_SEG_CLASSES)
 
 
 def test_scores_reject_bad_confusion() -> None:
@@ -186,7 +190,9 @@ def test_threshold_confusions_match_brute_force(seed: int) -> None:
     truth = random_label_map(rng, (11, 9), c)
     thresholds = rng.permutation(21) / 20  # unsorted, 0.0 .. 1.0
     expected = brute_force_threshold_confusions(scores, labels, truth, thresholds.tolist(), c)
-    np.testing.assert_array_equal(threshold_confusions(scores, labels, truth, thresholds), expected)
+    np.testing.assert_array_equal(
+        threshold_confusions(scores, labels, truth, thresholds, num_classes=c), expected
+    )
 
 
 def test_threshold_confusions_without_positive_classes_is_all_background() -> None:
@@ -202,7 +208,7 @@ def test_best_threshold_and_curve() -> None:
     truth = random_label_map(rng, (10, 10), 21)
     scores = rng.random((2, 10, 10)) * (truth[None] == np.array([5, 7])[:, None, None])
     thresholds = np.array([0.6, 0.1, 0.3, 0.9])
-    confusions = threshold_confusions(scores, [5, 7], truth, thresholds)
+    confusions = threshold_confusions(scores, [5, 7], truth, thresholds, NUM_SEG_CLASSES)
     mious = [segmentation_scores(confusion)["miou"] for confusion in confusions]
     threshold, scores_at_best = best_threshold(confusions, thresholds)
     assert threshold == thresholds[int(np.argmax(mious))]
@@ -220,15 +226,15 @@ def test_best_threshold_takes_the_lowest_on_ties() -> None:
 def test_threshold_confusions_reject_bad_input() -> None:
     scores, truth = np.zeros((1, 2, 2)), np.zeros((2, 2), dtype=np.uint8)
     with pytest.raises(ValueError, match="class_scores shape"):
-        threshold_confusions(np.zeros((1, 3, 2)), [1], truth, [0.5])
+        threshold_confusions(np.zeros((1, 3, 2)), [1], truth, [0.5], NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="labels shape"):
-        threshold_confusions(scores, [1, 2], truth, [0.5])
+        threshold_confusions(scores, [1, 2], truth, [0.5], NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="object labels"):
-        threshold_confusions(scores, [0], truth, [0.5])
+        threshold_confusions(scores, [0], truth, [0.5], NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="thresholds"):
-        threshold_confusions(scores, [1], truth, [])
+        threshold_confusions(scores, [1], truth, [], NUM_SEG_CLASSES)
     with pytest.raises(ValueError, match="truth holds 30"):
-        threshold_confusions(scores, [1], np.full((2, 2), 30), [0.5])
+        threshold_confusions(scores, [1], np.full((2, 2), 30), [0.5], NUM_SEG_CLASSES)
 
 
 # --- pseudo labels -------------------------------------------------------------------------------

@@ -10,20 +10,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mcis_core import segmentation_training
-from mcis_core.config import SegmentationParams
-from mcis_core.segmentation_training import (
-    poly_lr,
+from mcis_core.common.layout import (
+    AUG_MASK_DIR,
+    IGNORE_INDEX,
+    TRAIN_AUG,
+    VAL,
+    read_classes,
+    read_split,
+)
+from mcis_core.segmentation import train as segmentation_training
+from mcis_core.segmentation.params import SegmentationParams
+from mcis_core.segmentation.train import (
+    export_segmentation,
     segmentation_loss,
     train_segmentation,
     training_fingerprint,
 )
-from mcis_core.training import Checkpoints, Process, export_model
-from mcis_core.voc import AUG_MASK_DIR, IGNORE_INDEX, LIST_DIR
+from mcis_core.training.checkpoints import Checkpoints
+from mcis_core.training.optim import poly_lr
+from mcis_core.training.process import Process
+from tests.params import section
 
 SEED = 0
 CPU = Process(rank=0, world=1, device=torch.device("cpu"))
-PARAMS = SegmentationParams(
+PARAMS = replace(
+    section("segmentation"),
     backbone="narrow",
     width=0.0625,
     batch_norm=True,
@@ -45,9 +56,11 @@ def voc(tiny_voc: Callable[..., Path]) -> Path:
 def train(params: SegmentationParams, voc: Path, folder: Path) -> tuple[list, Checkpoints]:
     labels = voc / AUG_MASK_DIR
     checkpoints = Checkpoints(folder, training_fingerprint(params, SEED, voc, labels))
-    names = (voc / LIST_DIR / "train_aug.txt").read_text().split()
-    val = (voc / LIST_DIR / "val.txt").read_text().split()
-    history = train_segmentation(params, SEED, voc, names, labels, val, checkpoints, CPU)
+    names, val = read_split(voc, TRAIN_AUG), read_split(voc, VAL)
+    num_classes = len(read_classes(voc))
+    history = train_segmentation(
+        params, SEED, voc, names, labels, val, num_classes, checkpoints, CPU
+    )
     return history, checkpoints
 
 
@@ -110,6 +123,6 @@ def test_same_params_export_identical_model_files(voc: Path, tmp_path: Path) -> 
     exported = []
     for name in ("first", "second"):
         _, checkpoints = train(params, voc, tmp_path / name / "checkpoints")
-        export_model(checkpoints, 0, tmp_path / name / "model.pt")
+        export_segmentation(params, checkpoints, read_classes(voc), tmp_path / name / "model.pt")
         exported.append((tmp_path / name / "model.pt").read_bytes())
     assert exported[0] == exported[1]

@@ -7,17 +7,11 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from mcis_core.io import read_gray, read_names, write_names
-from mcis_core.sbd import convert_sbd, read_sbd_mask
-from mcis_core.voc import (
-    DatasetError,
-    build_layout,
-    mask_classes,
-    read_class_labels,
-    save_mask,
-    train_aug_names,
-    voc_palette,
-)  # fmt: skip
+from mcis_core.common.errors import DatasetError
+from mcis_core.common.io import read_gray, read_names, write_names
+from mcis_core.common.layout import read_class_labels, read_classes, save_mask, voc_palette
+from mcis_core.dataset.sbd import convert_sbd, read_sbd_mask
+from mcis_core.dataset.voc import VOC_CLASSES, build_layout, mask_classes, train_aug_names
 
 
 def test_palette_matches_the_published_voc_colours() -> None:
@@ -35,7 +29,7 @@ def test_mask_round_trip_and_classes(tmp_path: Path) -> None:
     with Image.open(tmp_path / "m.png") as img:
         assert img.mode == "P"
     np.testing.assert_array_equal(read_gray(tmp_path / "m.png"), mask)
-    assert mask_classes(mask) == [0, 14, 19]
+    assert mask_classes(mask, len(VOC_CLASSES)) == [0, 14, 19]
 
 
 def test_train_aug_is_aug_plus_train_minus_val() -> None:
@@ -73,7 +67,8 @@ def test_build_layout(tmp_path: Path) -> None:
     counts = build_layout(voc, aug, out)
     assert counts == {"train": 2, "val": 1, "train_aug": 4}
     assert read_names(out / "ImageSets/Segmentation/train_aug.txt") == ["s1", "s2", "t1", "t2"]
-    labels = read_class_labels(out / "cls_labels.txt")
+    assert read_classes(out) == VOC_CLASSES
+    labels = read_class_labels(out)
     # fine masks win over the aug ones for VOC images; converted ones keep their label
     assert labels == {"s1": [4], "s2": [4], "t1": [0], "t2": [1], "v1": [2]}
     assert read_gray(out / "SegmentationClassAug/t1.png")[0, 0] == 255

@@ -133,7 +133,11 @@ def from_dict(schema: type, raw: Any, where: str) -> Any:
         key = f"{where}.{f.name}"
         if f.name not in raw:
             raise ConfigError(f"{key}: required key is missing ({_doc(f)})")
-        values[f.name] = _checked(_coerce(hints[f.name], raw[f.name], key), spec_of(f), key)
+        value = _coerce(hints[f.name], raw[f.name], key)
+        problem = _range_problem(value, spec_of(f))
+        if problem:
+            raise ConfigError(f"{key}: {raw[f.name]!r} is not allowed: {problem}")
+        values[f.name] = value
     built = schema(**values)
     for broken, message in getattr(built, "relations", list)():
         if broken:
@@ -155,21 +159,15 @@ def _doc(field: dataclasses.Field) -> str:
     return spec.doc if spec else field.name
 
 
-def _checked(value: Any, spec: Spec | None, key: str) -> Any:
-    """The value, after its spec's range (items: each, and the count) is checked."""
+def _range_problem(value: Any, spec: Spec | None) -> str | None:
+    """What is wrong with a value (a list: its length, then each item) under its spec."""
     if spec is None or value is None:
-        return value
+        return None
     items = value if isinstance(value, tuple) else (value,)
     problem = spec.length_problem(value) if isinstance(value, tuple) else None
     for item in items:
         problem = problem or spec.value_problem(item)
-    if problem:
-        raise ConfigError(f"{key}: {_shown(value)} is not allowed: {problem} ({spec.doc})")
-    return value
-
-
-def _shown(value: Any) -> str:
-    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+    return f"{problem} ({spec.doc})" if problem else None
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
