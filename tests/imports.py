@@ -49,6 +49,6 @@ def import_closure(entry: Path) -> set[Path]:
 
 
 def is_docstring_only(path: Path) -> bool:
-    """A module holding nothing but a docstring (a package's __init__): it cannot change a result."""
+    """A module of nothing but a docstring (a package __init__): it cannot change a result."""
     body = ast.parse(path.read_text()).body
     return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)

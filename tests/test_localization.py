@@ -60,6 +60,7 @@ VIEW_GATE = section("locmaps").view_gate
 
 def test_scale_to_max_by_hand() -> None:
     cam = torch.tensor([[-1.0, 0.0], [2.0, 5.0]])
+    # exact: 255 / 5 = 51 and 2 * 51 = 102 are whole numbers, no rounding anywhere
     assert scale_to_max(cam).tolist() == [[0.0, 0.0], [102.0, 255.0]]
 
 

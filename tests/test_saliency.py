@@ -23,7 +23,9 @@ from mcis_core.saliency.metrics import SaliencyAccumulator
 
 MBPLUS = {"max_side": 300, "sweeps": 3, "boundary_width": 15}  # the MB+ paper's settings
 
-FLOAT_TOLERANCE = 1e-4  # float32 barrier arithmetic on values below 10
+# Whole-number pixel values below 10: the barrier's max / min / subtract are exact in float32,
+# so this margin (far below one step of 1) only guards the comparison
+FLOAT_TOLERANCE = 1e-4
 
 
 def exact_barrier_distance(image: np.ndarray) -> np.ndarray:
@@ -83,6 +85,8 @@ def test_rgb_to_lab_matches_skimage() -> None:
                     [1, 1, 1], [10, 10, 10], [128, 128, 128]]  # fmt: skip
     rgb = torch.from_numpy(image).permute(2, 0, 1).float() / 255
     lab = rgb_to_lab(rgb).permute(1, 2, 0).double().numpy()
+    # float32 against skimage's float64: L, a, b span about +-100, and a, b near 0 are differences
+    # of values near 1, so the error scales with that range: 1e-3 is about 1e-5 of it
     np.testing.assert_allclose(lab, rgb2lab(image), atol=1e-3)
 
 
@@ -109,7 +113,7 @@ def test_barrier_converges() -> None:
     rng = np.random.default_rng(2)
     for height, width in random_shapes(rng, 20):
         image = rng.integers(0, 10, (height, width)).astype(np.float64)
-        assert np.array_equal(
+        assert np.array_equal(  # a fixed point of exact max / min / subtract on whole numbers
             raster_barrier_distance(image, 10), raster_barrier_distance(image, 30)
         )
 
@@ -162,6 +166,7 @@ def test_reconstruction_matches_skimage() -> None:
     )
     for result, marker, mask in zip(results, markers, masks, strict=True):
         expected = reconstruction(marker, mask, method="dilation")
+        # exact: reconstruction only selects values (max / min), it computes none
         np.testing.assert_array_equal(result.numpy(), expected.astype(np.float32))
 
 
@@ -170,7 +175,7 @@ def test_dilation_matches_max_pool() -> None:
     saliency = torch.from_numpy(rng.random((23, 31)).astype(np.float32))
     for radius in (0, 1, 4, 20):
         pooled = F.max_pool2d(saliency[None, None], 2 * radius + 1, stride=1, padding=radius)
-        assert torch.equal(_dilate(saliency, radius), pooled[0, 0])
+        assert torch.equal(_dilate(saliency, radius), pooled[0, 0])  # max only: exact
 
 
 def test_disc_is_salient_and_scores_well() -> None:

@@ -82,8 +82,9 @@ def test_loss_is_the_mean_over_labelled_pixels() -> None:
         for x in range(4)
         if labels[b, y, x] != IGNORE_INDEX
     ]
+    # float32 means of 24 terms summed in another order: a few ulps per term, relative
     assert float(segmentation_loss(logits, labels)) == pytest.approx(
-        float(torch.stack(by_pixel).mean()), rel=1e-6
+        float(torch.stack(by_pixel).mean()), rel=1e-5
     )
 
 
