@@ -67,8 +67,19 @@ class LabelledImages(EpochDataset):
 class PairDataset(LabelledImages):
     """Item i of the current epoch: anchor i, a partner sharing one of its classes, views."""
 
-    def __init__(self, *args, view_scales: Sequence[float], jitter: Sequence[float]) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        root: Path,
+        names: Sequence[str],
+        labels: dict[str, list[int]],
+        num_classes: int,
+        input_size: int,
+        seed: int,
+        *,
+        view_scales: Sequence[float],
+        jitter: Sequence[float],
+    ) -> None:
+        super().__init__(root, names, labels, num_classes, input_size, seed)
         self.view_scales, self.jitter = tuple(view_scales), jitter
         self.with_class = [
             np.array([i for i, ls in enumerate(self.labels) if c in ls])
@@ -99,8 +110,18 @@ class PairDataset(LabelledImages):
 class WarmupDataset(LabelledImages):
     """Item i of the current epoch: image i colour-jittered and mirrored at random, its labels."""
 
-    def __init__(self, *args, jitter: Sequence[float]) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        root: Path,
+        names: Sequence[str],
+        labels: dict[str, list[int]],
+        num_classes: int,
+        input_size: int,
+        seed: int,
+        *,
+        jitter: Sequence[float],
+    ) -> None:
+        super().__init__(root, names, labels, num_classes, input_size, seed)
         self.jitter = jitter
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -115,9 +136,14 @@ class ValidationImages(LabelledImages):
     """Plain (image, label vector) items for validation: no random choice."""
 
     def __init__(
-        self, root: Path, names: Sequence[str], labels: dict[str, list[int]], *sizes: int
+        self,
+        root: Path,
+        names: Sequence[str],
+        labels: dict[str, list[int]],
+        num_classes: int,
+        input_size: int,
     ) -> None:
-        super().__init__(root, names, labels, *sizes, seed=0)
+        super().__init__(root, names, labels, num_classes, input_size, seed=0)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return imagenet_normalize(self.image(index)), self.target(index)

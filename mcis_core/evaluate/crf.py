@@ -43,10 +43,11 @@ Where this departs from the library: it evaluates K exactly, never the permutohe
   than N e^-80 relative, far below float64 resolution: results match a brute-force product to
   rounding, for every chunk size. A kernel with weight 0 is skipped altogether.
 
-Against pydensecrf2 1.1 at the spec's settings about 99.8% of argmax labels agree (see
-bench/crf_bench.py); the rest is the lattice's approximation. The conventions above are also
-the closest to it: on a test scene the mean |dQ| to the library is 0.0017, against 0.0076
-without the self term and 0.0027 with row (not symmetric) normalisation.
+Against pydensecrf2 1.1 at the original's settings (docs/method.md §7.2) about 99.8% of
+argmax labels agree (see bench/crf_bench.py); the rest is the lattice's approximation. The
+conventions above are also the closest to it: on a test scene the mean |dQ| to the library
+is 0.0017, against 0.0076 without the self term and 0.0027 with row (not symmetric)
+normalisation.
 
 Cost: O(N^2) per bilateral pass (one for D, one per iteration) against the lattice's O(N): on
 one CPU thread about 0.5 s for a 150 x 150 image (pydensecrf: 20 ms) and 40 s for 500 x 375,

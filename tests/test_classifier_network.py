@@ -1,5 +1,5 @@
 """Tests of the VGG16-D1 backbone and the MCIS co-attention network (mcis_core.models.vgg,
-mcis_core.classifier.network) against MCIS_SPEC section 2, with reference formulas written here."""
+mcis_core.classifier.network) against docs/method.md §3, with reference formulas written here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the MCIS training objective (mcis_core.classifier.loss) against MCIS_SPEC section 2:
+"""Tests of the MCIS training objective (mcis_core.classifier.loss) against docs/method.md §3.6:
 hand-computed losses, and every term rebuilt here from the network's public methods."""
 
 from __future__ import annotations
