@@ -26,7 +26,7 @@ class EmbeddedParams:
     val_images: int = param("held-out images with fine masks (VOC val)", ge=1)
     image_size: tuple[int, int] = param("min and max side length in pixels", ge=32, le=2048)
     object_scale: tuple[float, float] = param("object size / shorter image side", gt=0, le=1)
-    max_classes: int = param("classes per image are drawn from 1..max_classes", ge=1, le=20)
+    max_classes: int = param("classes per image: 1..max_classes of the 20", ge=1, le=20)
     max_instances: int = param("instances per class are drawn from 1..max_instances", ge=1)
     distractor_prob: float = param("chance of one non-VOC glyph per image", ge=0, le=1)
     photo_background_prob: float = param("chance of a photo (vs procedural) background", ge=0, le=1)

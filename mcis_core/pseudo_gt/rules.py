@@ -6,7 +6,7 @@ ECCV 2020; the rules and thresholds are those of the public code (docs/method.md
 - scores: background 1 - sal/255; class k (mask label k + 1) its min-max normalised
   localization map; the classes the image lacks score 0;
 - sal_att: the saliency raised to 255 wherever one of the image's normalised maps > 0.95;
-- scores below 0.3 are zeroed (background too); label = argmax of the 21 scores;
+- scores below 0.3 are zeroed (background too); label = argmax of the C + 1 scores;
 - ignored (255): a pixel where more than one score exceeds 0.99; a background pixel whose
   sal_att >= 32; the whole image when under 1% of its pixels end up with an object class.
 
