@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
+from PIL import Image
 
-from mcis_core.classifier.data import PairDataset, label_vector
+from mcis_core.classifier.data import JITTER_STEPS, PairDataset, colour_jitter, label_vector
 from mcis_core.common.io import read_names
 from mcis_core.common.layout import LIST_DIR, read_class_labels
 from mcis_core.dataset.voc import VOC_CLASSES
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized, square
 from mcis_core.training.batches import epoch_batches, shard
 
 
@@ -59,11 +60,48 @@ def test_item_shapes_labels_and_views(dataset: PairDataset) -> None:
     assert not torch.equal(item["anchor"], imagenet_normalize(plain))
 
 
-def test_anchor_views_sizes() -> None:
-    image = torch.rand(3, 16, 16)
-    views = anchor_views(image, (1.0, 0.75, 2.0))
-    assert torch.equal(views[0], image.flip(-1))
-    assert [v.shape[-1] for v in views] == [16, 12, 32]
+def stripes(side: int) -> Image.Image:
+    """Vertical black and white stripes one pixel wide: detail only the full resolution has."""
+    row = np.tile(np.array([0, 255], np.uint8), side // 2)
+    return Image.fromarray(np.repeat(np.tile(row, (side, 1))[..., None], 3, axis=2))
+
+
+def test_anchor_views_are_resized_from_the_original_resolution() -> None:
+    original = stripes(64)
+    views = anchor_views(original, 32, (1.0, 0.75, 2.0))
+    assert [tuple(v.shape) for v in views] == [(3, 32, 32), (3, 24, 24), (3, 64, 64)]
+    assert torch.equal(views[0], TF.hflip(square(original, 32)))
+    assert torch.equal(views[1], square(original, 24))
+    assert torch.equal(views[2], square(original, 64))
+    # the 2x view keeps the stripes; upscaling the input-size image could not bring them back
+    from_input = TF.resize(square(original, 32), [64, 64], antialias=True)
+    assert views[2].std() > 0.45 and from_input.std() < 0.05
+
+
+def test_jitter_order_is_drawn_per_image() -> None:
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    strength = (0.3, 0.3, 0.3, 0.1)
+    orders = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        factors = [rng.uniform(1 - s, 1 + s) for s in strength[:3]] + [rng.uniform(-0.1, 0.1)]
+        order = tuple(int(i) for i in rng.permutation(4))
+        expected = image
+        for step in order:
+            expected = JITTER_STEPS[step](expected, factors[step])
+        assert torch.equal(colour_jitter(image, strength, np.random.default_rng(seed)), expected)
+        orders.add(order)
+    assert len(orders) > 10  # of the 24 orders
+
+
+def test_the_anchor_may_be_its_own_partner(dataset: PairDataset) -> None:
+    partners = {
+        (index, dataset.partner_of(index, np.random.default_rng([seed, index])))
+        for index in range(len(dataset))
+        for seed in range(30)
+    }
+    assert any(index == partner for index, partner in partners)
+    assert any(index != partner for index, partner in partners)
 
 
 def test_epoch_batches_are_seeded_full_and_disjoint() -> None:

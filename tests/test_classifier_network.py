@@ -3,6 +3,8 @@ mcis_core.classifier.network) against docs/method.md §3, with reference formula
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torchvision
 from torch import nn
 
 from mcis_core.classifier.network import CoAttentionNet, ModelConfig, global_average
+from mcis_core.classifier.train import build_model
 from mcis_core.common.errors import WeightsError
 from mcis_core.dataset.voc import VOC_CLASSES
 from mcis_core.models.pretrained import hub_cache_path, imagenet_state_dict
@@ -18,8 +21,10 @@ from mcis_core.models.vgg import (
     VGG16_CONV_INDICES,
     VGG16_IMAGENET_URL,
     VGGD1,
+    init_convs_fan_out,
     load_imagenet_convs,
 )
+from tests.params import section
 from tests.tolerances import assert_close_to_scale
 
 PARAM_NAME = "classifier.pretrained_path"
@@ -157,7 +162,7 @@ def test_complementary_logits_formula() -> None:
     with torch.no_grad():
         got = net.complementary_logits(features, attended)
         gate_w = net.gate.weight[0, :, 0, 0]
-        gate = torch.sigmoid(torch.einsum("c,bchw->bhw", gate_w, attended) + net.gate.bias)
+        gate = torch.sigmoid(torch.einsum("c,bchw->bhw", gate_w, attended))
         kept = features * (1 - gate[:, None])
         cam = torch.einsum("kc,bchw->bkhw", net.co_classifier.weight[:, :, 0, 0], kept)
         expected = cam.mean(dim=(2, 3))
@@ -282,3 +287,37 @@ def test_imagenet_state_dict_loads_from_path_and_hub(
         imagenet_state_dict(VGG16_IMAGENET_URL, str(explicit), PARAM_NAME)["features.0.bias"],
         state["features.0.bias"],
     )
+
+
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "kernel"), [(512, 512, 3), (512, 20, 1), (3, 64, 3)]
+)
+def test_original_init_draws_weights_from_the_fan_out_normal(
+    in_channels: int, out_channels: int, kernel: int
+) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_channels, out_channels, kernel)
+    init_convs_fan_out([conv])
+    expected_std = math.sqrt(2.0 / (kernel * kernel * out_channels))
+    weights = conv.weight.detach().double()
+    samples = weights.numel()  # standard error of a sample std: std / sqrt(2n)
+    assert abs(weights.std().item() - expected_std) < 5 * expected_std / math.sqrt(2 * samples)
+    assert abs(weights.mean().item()) < 5 * expected_std / math.sqrt(samples)
+    assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_original_init_covers_backbone_extra_and_cam_only() -> None:
+    params = replace(section("classifier"), backbone="narrow", width=0.0625, init="original")
+    original = build_model(params, len(VOC_CLASSES), seed=0)
+    pytorch = build_model(replace(params, init="pytorch"), len(VOC_CLASSES), seed=0)
+    for name in ("affinity", "co_classifier", "gate"):  # PyTorch's default init in both
+        assert torch.equal(getattr(original, name).weight, getattr(pytorch, name).weight), name
+    extra_conv = original.extra[0]
+    std = math.sqrt(2.0 / (9 * extra_conv.out_channels))
+    assert abs(extra_conv.weight.std().item() - std) < 0.1 * std
+    assert torch.count_nonzero(original.classifier.bias) == 0
+    assert not torch.equal(original.classifier.weight, pytorch.classifier.weight)
+
+
+def test_the_contrastive_gate_has_no_bias() -> None:
+    assert tiny_net().gate.bias is None

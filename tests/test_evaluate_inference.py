@@ -124,3 +124,44 @@ def test_net_mode_is_restored_and_no_graph_is_built() -> None:
     first = predict_probs(net, image, **settings)
     assert net.training and not first.requires_grad
     torch.testing.assert_close(first, predict_probs(net, image, **settings))
+
+
+class WindowMeanNet(nn.Module):
+    """Logits constant over a window, proportional to the window's mean colour: windows that
+    overlap disagree, so averaging logits and averaging probabilities differ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(-4.0, 4.0, CLASSES))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        means = images.mean(dim=(1, 2, 3))  # (N,)
+        logits = means[:, None] * self.scale[None]  # (N, K)
+        return logits[:, :, None, None].expand(-1, -1, *images.shape[-2:])
+
+
+def test_windows_average_probabilities_not_logits() -> None:
+    image = torch.zeros(3, 8, 12)
+    image[:, :, 6:] = 1.0  # the two windows see different means
+    net = WindowMeanNet()
+    probs = predict_probs(net, image, scales=(1.0,), window=8, stride_ratio=0.5, flip=False)
+    with torch.no_grad():
+        left, right = net(image[None, :, :, :8])[0], net(image[None, :, :, 4:])[0]
+    left_p, right_p = torch.softmax(left, 0), torch.softmax(right, 0)  # (K, 8, 8) each
+    expected = torch.zeros(CLASSES, 8, 12)
+    expected[:, :, :4] = left_p[:, :, :4]
+    expected[:, :, 4:8] = (left_p[:, :, 4:] + right_p[:, :, :4]) / 2
+    expected[:, :, 8:] = right_p[:, :, 4:]
+    assert_close_to_scale(probs, expected, rtol=RTOL)
+    logit_average = torch.softmax((left[:, 0, 0] + right[:, 0, 0]) / 2, 0)
+    assert not torch.allclose(probs[:, 0, 6], logit_average, atol=1e-3)
+
+
+def test_scales_resize_bicubically() -> None:
+    net, image = pointwise_net(), torch.randn(3, 20, 20)
+    probs = predict_probs(net, image, scales=(0.5,), window=64, stride_ratio=0.5, flip=False)
+    with torch.no_grad():
+        half = F.interpolate(image[None], (10, 10), mode="bicubic", align_corners=False)
+        small = torch.softmax(net(half), 1)
+        expected = F.interpolate(small, (20, 20), mode="bicubic", align_corners=False)[0]
+    assert_close_to_scale(probs, expected, rtol=RTOL)

@@ -133,7 +133,7 @@ def test_values_out_of_range_are_rejected(tmp_path: Path, changes: dict, message
         ({"classifier.backbone": "vgg16"}, r"classifier\.backbone: vgg16 is the paper's network"),
         ({"classifier.pretrained": "imagenet"}, r"classifier\.pretrained: imagenet weights"),
         ({"segmentation.accumulation": 3}, r"segmentation\.batch_size: 8 must be a multiple"),
-        ({"segmentation.scale_range": [1.3, 0.7]}, r"segmentation\.scale_range: \[1\.3, 0\.7\]"),
+        ({"segmentation.scales": [0.7, -1.3]}, r"segmentation\.scales: \[0\.7, -1\.3\] is not"),
         ({"data.embedded.image_size": [200, 100]}, r"data\.embedded\.image_size: min must"),
         ({"data.source": "voc2012", "data.voc2012": None}, r"data\.voc2012: required when"),
         ({"saliency.source": "fetch"}, r"saliency\.fetch: required when saliency\.source is"),

@@ -28,11 +28,11 @@ from tests.params import section
 
 NUM_SEG_CLASSES = len(VOC_CLASSES) + 1  # the classes and the background
 NARROW = SegModelConfig(
-    backbone="narrow", width=1 / 16, batch_norm=True, num_classes=NUM_SEG_CLASSES
+    backbone="narrow", width=1 / 16, batch_norm=True, num_classes=NUM_SEG_CLASSES, dropout=0.0
 )
 # resnet101 ignores width and batch_norm
 RESNET = SegModelConfig(
-    backbone="resnet101", width=1.0, batch_norm=False, num_classes=NUM_SEG_CLASSES
+    backbone="resnet101", width=1.0, batch_norm=False, num_classes=NUM_SEG_CLASSES, dropout=0.0
 )
 
 
@@ -73,6 +73,26 @@ def test_narrow_output_stride_8() -> None:
         out = net(torch.randn(2, 3, 65, 48))
     # VGG's 2x2 pools round down
     assert out.shape == (2, NUM_SEG_CLASSES, 65 // 8, 48 // 8)
+
+
+def test_the_paper_head_is_the_original_exp2_head(resnet_net: DeepLabLargeFOV) -> None:
+    head = resnet_net.head
+    assert [name for name, _ in head.named_children()] == [
+        "fov", "fov_relu", "hidden", "hidden_relu", "classifier"
+    ]  # fmt: skip
+    assert not any(isinstance(m, torch.nn.Dropout) for m in resnet_net.modules())
+    assert (head.fov.in_channels, head.fov.out_channels) == (2048, 1024)
+    assert head.fov.dilation == (12, 12) and head.fov.padding == (12, 12)
+    assert head.fov.bias is None and head.hidden.bias is None
+    assert head.hidden.kernel_size == (1, 1) and head.classifier.kernel_size == (1, 1)
+    assert head.classifier.bias is not None and head.classifier.out_channels == NUM_SEG_CLASSES
+
+
+def test_dropout_is_a_parameter() -> None:
+    head = DeepLabLargeFOV(replace(NARROW, dropout=0.5)).head
+    dropouts = [m for m in head.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [d.p for d in dropouts] == [0.5, 0.5]
+    assert [name for name, _ in head.named_children()].index("fov_dropout") == 2
 
 
 def test_head_channels_scale_with_width() -> None:

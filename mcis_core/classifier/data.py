@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
+from PIL import Image
 
 from mcis_core.common.layout import image_path
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
 from mcis_core.training.batches import EpochDataset
 
 MIRROR_PROB = 0.5  # warm-up images are mirrored with this probability
@@ -29,15 +30,24 @@ def label_vector(classes: Sequence[int], num_classes: int) -> torch.Tensor:
     return y
 
 
+JITTER_STEPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+
+
 def colour_jitter(
     image: torch.Tensor, strength: Sequence[float], rng: np.random.Generator
 ) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue jitter with factors drawn from `rng`."""
+    """Brightness, contrast, saturation and hue jitter with factors drawn from `rng`, applied
+    in an order drawn per image, as torchvision's ColorJitter (the original's) does."""
     brightness, contrast, saturation, hue = strength
-    image = TF.adjust_brightness(image, rng.uniform(1 - brightness, 1 + brightness))
-    image = TF.adjust_contrast(image, rng.uniform(1 - contrast, 1 + contrast))
-    image = TF.adjust_saturation(image, rng.uniform(1 - saturation, 1 + saturation))
-    return TF.adjust_hue(image, rng.uniform(-hue, hue))
+    factors = (
+        rng.uniform(1 - brightness, 1 + brightness),
+        rng.uniform(1 - contrast, 1 + contrast),
+        rng.uniform(1 - saturation, 1 + saturation),
+        rng.uniform(-hue, hue),
+    )
+    for step in rng.permutation(len(JITTER_STEPS)):
+        image = JITTER_STEPS[step](image, factors[step])
+    return image
 
 
 class LabelledImages(EpochDataset):
@@ -56,9 +66,13 @@ class LabelledImages(EpochDataset):
         self.root, self.labels = root, [labels[n] for n in self.names]
         self.num_classes, self.input_size = num_classes, input_size
 
+    def original(self, index: int) -> Image.Image:
+        """Image `index` at its own resolution."""
+        return open_rgb(image_path(self.root, self.names[index]))
+
     def image(self, index: int) -> torch.Tensor:
         """(3, S, S) image in [0, 1], not yet normalised."""
-        return load_resized(image_path(self.root, self.names[index]), self.input_size)
+        return square(self.original(index), self.input_size)
 
     def target(self, index: int) -> torch.Tensor:
         return label_vector(self.labels[index], self.num_classes)
@@ -87,22 +101,23 @@ class PairDataset(LabelledImages):
         ]
 
     def partner_of(self, index: int, rng: np.random.Generator) -> int:
-        """A random image sharing a random class of image `index` (itself only if alone)."""
+        """A random image having a random class of image `index`: any such image, the anchor
+        itself included, as the original draws it."""
         cls = self.labels[index][int(rng.integers(len(self.labels[index])))]
-        others = self.with_class[cls][self.with_class[cls] != index]
-        return int(rng.choice(others)) if len(others) else index
+        return int(rng.choice(self.with_class[cls]))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
         partner = self.partner_of(index, rng)
-        anchor, other = self.image(index), self.image(partner)
+        original = self.original(index)
+        anchor, other = square(original, self.input_size), self.image(partner)
         item = {
             "anchor": imagenet_normalize(colour_jitter(anchor, self.jitter, rng)),
             "partner": imagenet_normalize(colour_jitter(other, self.jitter, rng)),
             "y_a": self.target(index),
             "y_b": self.target(partner),
         }
-        for i, view in enumerate(anchor_views(anchor, self.view_scales)):
+        for i, view in enumerate(anchor_views(original, self.input_size, self.view_scales)):
             item[f"view{i}"] = imagenet_normalize(view)
         return item
 

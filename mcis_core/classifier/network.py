@@ -70,9 +70,12 @@ class CoAttentionNet(nn.Module):
         self.classifier = nn.Conv2d(channels, config.num_classes, 1)
         self.affinity = nn.Linear(channels, channels, bias=False)  # W of S = (W Fa)^T Fb
         self.co_classifier = nn.Conv2d(channels, config.num_classes, 1, bias=False)
-        # every new layer keeps PyTorch's default init; the original's differs for the convs
-        # (docs/method.md §3.1)
-        self.gate = nn.Conv2d(channels, 1, 1)
+        self.gate = nn.Conv2d(channels, 1, 1, bias=False)  # bias-free, as in the paper
+
+    def original_init_modules(self) -> list[nn.Module]:
+        """The layers whose convs the original initialises itself (docs/method.md §3.1); the
+        affinity, the co-attention classifier and the gate keep PyTorch's default init."""
+        return [self.backbone, self.extra, self.classifier]
 
     def head_modules(self) -> list[nn.Module]:
         """The layers new to MCIS (trained with the 10x / 20x learning rates)."""

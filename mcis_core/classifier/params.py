@@ -23,6 +23,9 @@ class ClassifierParams:
     batch_norm: bool = param("BN after every conv of the narrow backbone (vgg16: never)")
     pretrained: Literal["none", "imagenet"] = param("imagenet: torchvision's VGG16 weights")
     pretrained_path: str | None = param("vgg16-397923af.pth; null: the torch hub cache")
+    init: Literal["original", "pytorch"] = param(
+        "convs of backbone, extra layers and CAM: original: N(0, sqrt(2/(k*k*out))); pytorch"
+    )
     input_size: int = param("side of the square network input", ge=16)
     warmup_epochs: int = param("first epochs train the single-image branch alone", ge=0)
     coattention: bool = param("co-attention terms (false/false: the plain CAM baseline)")

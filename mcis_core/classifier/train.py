@@ -27,7 +27,7 @@ from mcis_core.classifier.params import ClassifierParams
 from mcis_core.common.errors import ConfigError
 from mcis_core.common.layout import TRAIN_AUG, VAL, read_class_labels, read_classes, read_split
 from mcis_core.models.pretrained import imagenet_state_dict
-from mcis_core.models.vgg import VGG16_IMAGENET_URL, load_imagenet_convs
+from mcis_core.models.vgg import VGG16_IMAGENET_URL, init_convs_fan_out, load_imagenet_convs
 from mcis_core.training.batches import epoch_batches, shard
 from mcis_core.training.checkpoints import Checkpoints, run_fingerprint
 from mcis_core.training.loop import Record, export_checkpoint, fit
@@ -53,6 +53,8 @@ def build_model(params: ClassifierParams, num_classes: int, seed: int) -> CoAtte
     """A freshly initialised (and, if asked, ImageNet-initialised) co-attention network."""
     torch.manual_seed(seed)
     net = CoAttentionNet(model_config(params, num_classes))
+    if params.init == "original":
+        init_convs_fan_out(net.original_init_modules())
     if params.pretrained == "imagenet":
         state = imagenet_state_dict(
             VGG16_IMAGENET_URL, params.pretrained_path, "classifier.pretrained_path"

@@ -1,11 +1,14 @@
 """Multi-scale, sliding-window, flipped inference of the segmentation network
-(docs/method.md §7.1; the test-time protocol of DeepLab, Chen et al., ICLR 2015 / TPAMI 2018, with
-which MCIS (Sun et al., ECCV 2020) reports its VOC val mIoU).
+(docs/method.md §7.1; the test-time protocol of DeepLab, Chen et al., ICLR 2015 / TPAMI 2018,
+with which MCIS (Sun et al., ECCV 2020) reports its VOC val mIoU), as the original's
+evaluation script does it:
 
-At each scale the image is cut into overlapping windows (an image smaller than a window is
-padded with the ImageNet mean); window logits are upsampled to the window and averaged where
-windows overlap. The class probabilities of every scale and of the mirrored image (mirrored
-back) are resized to the image and averaged.
+- the image is resized to each scale bicubically;
+- at each scale it is cut into overlapping windows (an image smaller than a window is padded
+  with the ImageNet mean); each window's logits are upsampled (bilinearly) to the window and
+  turned into class probabilities, and the probabilities are averaged where windows overlap;
+- the probabilities of every scale and of the mirrored image (mirrored back) are resized to
+  the image bicubically and averaged.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return [min(i * stride, length - window) for i in range(steps + 1)]
 
 
-def resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (N, C, h, w) maps to (N, C, *size)."""
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+def resize(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """(N, C, h, w) maps resized to (N, C, *size) with `mode` (bilinear or bicubic)."""
+    return F.interpolate(maps, size=size, mode=mode, align_corners=False)
 
 
-def sliding_logits(net: nn.Module, images: torch.Tensor, window: int, stride: int) -> torch.Tensor:
-    """(N, 3, h, w) normalised images -> (N, K, h, w) logits averaged over overlapping windows."""
+def sliding_probs(net: nn.Module, images: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+    """(N, 3, h, w) normalised images -> (N, K, h, w) class probabilities, averaged over the
+    overlapping windows."""
     height, width = images.shape[-2:]
     # zero padding of a normalised image is padding with the mean colour
     padded = F.pad(images, (0, max(0, window - width), 0, max(0, window - height)))
@@ -41,10 +45,11 @@ def sliding_logits(net: nn.Module, images: torch.Tensor, window: int, stride: in
     for top in window_starts(padded_h, window, stride):
         for left in window_starts(padded_w, window, stride):
             crop = padded[:, :, top : top + window, left : left + window]
-            logits = resize(net(crop), (window, window))  # (N, K, window, window)
+            logits = resize(net(crop), (window, window), "bilinear")  # (N, K, window, window)
+            probs = torch.softmax(logits, dim=1)
             if total is None:
-                total = images.new_zeros(len(images), logits.shape[1], padded_h, padded_w)
-            total[:, :, top : top + window, left : left + window] += logits
+                total = images.new_zeros(len(images), probs.shape[1], padded_h, padded_w)
+            total[:, :, top : top + window, left : left + window] += probs
             count[top : top + window, left : left + window] += 1
     return (total / count)[:, :, :height, :width]
 
@@ -73,14 +78,13 @@ def predict_probs(
     try:
         total = None
         for scale in scales:
-            scaled = resize(
-                image[None].to(device), scaled_size(height, width, scale)
-            )  # (1, 3, h, w)
+            size = scaled_size(height, width, scale)
+            scaled = resize(image[None].to(device), size, "bicubic")  # (1, 3, h, w)
             batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled  # (F, 3, h, w)
-            probs = torch.softmax(sliding_logits(net, batch, window, stride), dim=1)
+            probs = sliding_probs(net, batch, window, stride)  # (F, K, h, w)
             if flip:
                 probs[1] = probs[1].flip(-1)
-            probs = resize(probs, (height, width)).sum(0)  # (K, H, W)
+            probs = resize(probs, (height, width), "bicubic").sum(0)  # (K, H, W)
             total = probs if total is None else total + probs
     finally:
         net.train(was_training)

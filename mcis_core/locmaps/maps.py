@@ -34,7 +34,7 @@ from mcis_core.classifier.network import CoAttentionNet
 from mcis_core.common.io import atomic_dir, save_gray
 from mcis_core.common.layout import image_path
 from mcis_core.common.paths import locmap_path
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
 
 MAX_VALUE = 255.0  # the maps are saved as 8-bit images
 
@@ -59,10 +59,8 @@ def plan_partners(
     for index, classes in enumerate(labels):
         rng = np.random.default_rng([seed, index])
         drawn = {}
-        for c in classes:
-            others = with_class[c][with_class[c] != index]
-            pool = others if len(others) else np.array([index])  # alone with its class
-            drawn[c] = tuple(int(i) for i in rng.choice(pool, size=partners, replace=True))
+        for c in classes:  # any image with class c, the anchor included, as the original
+            drawn[c] = tuple(int(i) for i in rng.choice(with_class[c], size=partners))
         plans.append(AnchorPlan(index, tuple(classes), drawn))
     return plans
 
@@ -139,14 +137,13 @@ class ImageSource:
     def path(self, index: int) -> Path:
         return image_path(self.voc_dir, self.names[index])
 
+    def original(self, index: int) -> Image.Image:
+        """Image `index` at its own resolution."""
+        return open_rgb(self.path(index))
+
     def image(self, index: int) -> torch.Tensor:
         """(3, S, S) resized, not yet normalised."""
-        return load_resized(self.path(index), self.input_size)
-
-    def size(self, index: int) -> tuple[int, int]:
-        """(H, W) of the original image."""
-        with Image.open(self.path(index)) as img:
-            return img.height, img.width
+        return square(self.original(index), self.input_size)
 
 
 class Localizer:
@@ -189,8 +186,12 @@ class Localizer:
     @torch.no_grad()
     def maps(self, plan: AnchorPlan) -> torch.Tensor:
         """(P, H, W) uint8 maps of the plan's classes at the original image size."""
-        image = self.source.image(plan.index)
-        views = [self.features(v) for v in anchor_views(image, self.view_scales)]
+        original = self.source.original(plan.index)
+        image = square(original, self.source.input_size)
+        views = [
+            self.features(v)
+            for v in anchor_views(original, self.source.input_size, self.view_scales)
+        ]
         cached = None if self.naive else self.bank[plan.index]
 
         def anchor() -> torch.Tensor:
@@ -200,17 +201,17 @@ class Localizer:
         if plan.classes:
             cams.append(partner_map(self.net, anchor, self.input_features, plan))
         maps = aggregate(cams, plan.classes, self.view_gate)  # (P, h, w)
-        return to_image_size(maps, self.source.size(plan.index))
+        return to_image_size(maps, (original.height, original.width))
 
 
 def to_image_size(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(P, h, w) maps in 0..255 -> (P, H, W) uint8 by bicubic resizing."""
+    """(P, h, w) maps in 0..255 -> (P, H, W) uint8: truncated to 8 bits at the feature size,
+    then resized bicubically and rounded, in the original's order (docs/method.md §4.2)."""
     if maps.shape[0] == 0:
         return torch.zeros((0, *size), dtype=torch.uint8)
-    resized = F.interpolate(
-        maps[None].float().cpu(), size=size, mode="bicubic", align_corners=False
-    )
-    return resized[0].clamp(0, MAX_VALUE).round().to(torch.uint8)
+    eight_bit = maps.float().cpu().clamp(0, MAX_VALUE).floor()  # as numpy's uint8 cast
+    resized = F.interpolate(eight_bit[None], size=size, mode="bicubic", align_corners=False)
+    return resized[0].round().clamp(0, MAX_VALUE).to(torch.uint8)
 
 
 def write_maps(folder: Path, image: str, classes: Sequence[int], maps: torch.Tensor) -> None:

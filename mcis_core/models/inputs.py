@@ -12,6 +12,7 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_VIEW_SIDE = 8  # one feature cell at output stride 8
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -20,11 +21,20 @@ def load_image(path: Path) -> torch.Tensor:
         return TF.to_tensor(img.convert("RGB"))
 
 
-def load_resized(path: Path, side: int) -> torch.Tensor:
-    """An image as a (3, side, side) float tensor in [0, 1], resized bilinearly."""
+def open_rgb(path: Path) -> Image.Image:
+    """An image file as an RGB PIL image, read into memory."""
     with Image.open(path) as img:
-        img = img.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-        return TF.to_tensor(img)
+        return img.convert("RGB")
+
+
+def square(image: Image.Image, side: int) -> torch.Tensor:
+    """A (3, side, side) float tensor in [0, 1]: the image resized bilinearly to a square."""
+    return TF.to_tensor(image.resize((side, side), Image.Resampling.BILINEAR))
+
+
+def load_resized(path: Path, side: int) -> torch.Tensor:
+    """An image file as a (3, side, side) float tensor in [0, 1], resized bilinearly."""
+    return square(open_rgb(path), side)
 
 
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
@@ -32,14 +42,16 @@ def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
     return TF.normalize(image, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def anchor_views(image: torch.Tensor, scales: Sequence[float]) -> list[torch.Tensor]:
-    """Partner views of an anchor: scale 1.0 is its mirror image, others are resizes."""
-    side = image.shape[-1]
+def anchor_views(
+    image: Image.Image, input_size: int, scales: Sequence[float]
+) -> list[torch.Tensor]:
+    """The views of an anchor paired with it, each resized from the image at its own
+    resolution as the original does: scale 1.0 is the mirror of the input-size square, any
+    other scale a square of side input_size * scale."""
     views = []
     for scale in scales:
         if scale == 1.0:
-            views.append(TF.hflip(image))
+            views.append(TF.hflip(square(image, input_size)))
         else:
-            size = max(8, round(side * scale))
-            views.append(TF.resize(image, [size, size], antialias=True))
+            views.append(square(image, max(MIN_VIEW_SIDE, round(input_size * scale))))
     return views

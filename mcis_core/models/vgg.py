@@ -11,6 +11,8 @@ the narrow variant trains from scratch on a CPU; width 1 without BN is the paper
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torchvision.models import VGG16_Weights
@@ -46,6 +48,18 @@ class VGGD1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+
+def init_convs_fan_out(modules: list[nn.Module]) -> None:
+    """The original's init of every conv in `modules`: weights N(0, sqrt(2 / (k * k * out))),
+    biases zero (He et al., ICCV 2015, over the fan-out)."""
+    for module in modules:
+        for conv in (m for m in module.modules() if isinstance(m, nn.Conv2d)):
+            kernel_h, kernel_w = conv.kernel_size
+            std = math.sqrt(2.0 / (kernel_h * kernel_w * conv.out_channels))
+            nn.init.normal_(conv.weight, 0.0, std)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
 
 def load_imagenet_convs(backbone: VGGD1, state: dict[str, torch.Tensor]) -> list[str]:

@@ -59,13 +59,13 @@ class SegmentationTrainSet(EpochDataset):
         names: Sequence[str],
         label_dir: Path,
         crop_size: int,
-        scale_range: tuple[float, float],
+        scales: Sequence[float],
         *,
         seed: int,
     ) -> None:
         super().__init__(names, seed)
         self.voc_dir, self.label_dir = Path(voc_dir), Path(label_dir)
-        self.crop_size, self.scale_range = crop_size, scale_range
+        self.crop_size, self.scales = crop_size, tuple(scales)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image `index` as (H, W, 3) uint8 and its label map as (H, W) uint8."""
@@ -81,7 +81,7 @@ class SegmentationTrainSet(EpochDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
-        image, label = rescale(*self.load(index), rng.uniform(*self.scale_range))
+        image, label = rescale(*self.load(index), float(rng.choice(self.scales)))
         image_t = imagenet_normalize(TF.to_tensor(image))  # (3, h, w)
         label_t = torch.from_numpy(label.astype(np.int64))  # (h, w)
         if rng.random() < MIRROR_PROB:

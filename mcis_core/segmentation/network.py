@@ -36,7 +36,6 @@ OUTPUT_STRIDE = 8
 LARGEFOV_DILATION = 12
 LARGEFOV_CHANNELS = 1024  # of the two head convs before the classifier, at width 1
 MIN_HEAD_CHANNELS = 16
-DROPOUT = 0.5
 
 # torchvision's ResNet up to layer4: the names keep ImageNet state dict keys valid
 RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -56,6 +55,7 @@ class SegModelConfig:
     width: float
     batch_norm: bool
     num_classes: int  # the dataset's classes + background
+    dropout: float  # after each hidden head conv; 0: none (the original's exp2)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -79,17 +79,23 @@ def head_channels(config: SegModelConfig) -> int:
     return max(MIN_HEAD_CHANNELS, round(LARGEFOV_CHANNELS * config.width))
 
 
-def largefov_head(in_channels: int, channels: int, num_classes: int) -> nn.Sequential:
-    """3x3 conv dilation 12, ReLU, dropout, 1x1 conv, ReLU, dropout, 1x1 classifier."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, channels, 3, padding=LARGEFOV_DILATION, dilation=LARGEFOV_DILATION),
-        nn.ReLU(inplace=True),
-        nn.Dropout(DROPOUT),
-        nn.Conv2d(channels, channels, 1),
-        nn.ReLU(inplace=True),
-        nn.Dropout(DROPOUT),
-        nn.Conv2d(channels, num_classes, 1),
+def largefov_head(
+    in_channels: int, channels: int, num_classes: int, dropout: float
+) -> nn.Sequential:
+    """3x3 conv with dilation 12 and 1x1 conv, both bias-free and each followed by ReLU (and
+    dropout, if any), then the 1x1 classifier with bias: the original's exp2 head."""
+    fov = nn.Conv2d(
+        in_channels, channels, 3, padding=LARGEFOV_DILATION, dilation=LARGEFOV_DILATION, bias=False
     )
+    layers = [("fov", fov), ("fov_relu", nn.ReLU(inplace=True))]
+    if dropout:
+        layers.append(("fov_dropout", nn.Dropout(dropout)))
+    layers += [("hidden", nn.Conv2d(channels, channels, 1, bias=False))]
+    layers += [("hidden_relu", nn.ReLU(inplace=True))]
+    if dropout:
+        layers.append(("hidden_dropout", nn.Dropout(dropout)))
+    layers.append(("classifier", nn.Conv2d(channels, num_classes, 1)))
+    return nn.Sequential(OrderedDict(layers))
 
 
 class DeepLabLargeFOV(nn.Module):
@@ -104,7 +110,9 @@ class DeepLabLargeFOV(nn.Module):
         else:
             self.backbone = VGGD1(config.width, config.batch_norm)
             in_channels = self.backbone.out_channels
-        self.head = largefov_head(in_channels, head_channels(config), config.num_classes)
+        self.head = largefov_head(
+            in_channels, head_channels(config), config.num_classes, config.dropout
+        )
 
     def backbone_modules(self) -> list[nn.Module]:
         """The pretrained layers (base learning rate)."""

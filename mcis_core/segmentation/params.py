@@ -21,7 +21,14 @@ class SegmentationParams:
     pretrained_path: str | None = param("resnet101-63fe2227.pth; null: the torch hub cache")
     labels: Literal["pseudo", "gt"] = param("pseudo: MCIS pseudo labels; gt: the upper bound")
     crop_size: int = param("side of the square training crop", ge=16)
-    scale_range: tuple[float, float] = param("random scaling range", gt=0, le=4)
+    scales: tuple[float, ...] = param(
+        "random scale factors, one drawn per image (the original: 0.7, 0.8, .., 1.3)",
+        gt=0,
+        le=4,
+        min_items=1,
+    )
+    dropout: float = param("dropout after each hidden head conv (the original's exp2: 0)",
+                           ge=0, lt=1)  # fmt: skip
     batch_size: int = param("images per optimiser step, over processes and accumulation", ge=1)
     accumulation: int = param("micro-batches per step (the original: 1 image x 10)", ge=1)
     epochs: int = param("training epochs", ge=1)
@@ -38,10 +45,6 @@ class SegmentationParams:
 
     def relations(self) -> list[tuple[bool, str]]:
         return [
-            (
-                self.scale_range[0] > self.scale_range[1],
-                f"scale_range: {list(self.scale_range)} must be [min, max]",
-            ),
             (
                 self.batch_size % (self.accumulation * self.nproc) != 0,
                 f"batch_size: {self.batch_size} must be a multiple of accumulation x nproc "

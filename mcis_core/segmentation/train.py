@@ -41,7 +41,9 @@ from mcis_core.training.process import Process, mean_across_processes, seed_ever
 
 def model_config(params: SegmentationParams, num_classes: int) -> SegModelConfig:
     """The network a parameter set describes (`num_classes` object classes + background)."""
-    return SegModelConfig(params.backbone, params.width, params.batch_norm, num_classes + 1)
+    return SegModelConfig(
+        params.backbone, params.width, params.batch_norm, num_classes + 1, params.dropout
+    )
 
 
 def training_fingerprint(params: SegmentationParams, seed: int, *data_dirs: Path) -> str:
@@ -75,7 +77,7 @@ def train_segmentation(
     """Train (resuming from the newest matching checkpoint); return the per-epoch history."""
     seed_everything(seed)
     train_set = SegmentationTrainSet(
-        voc_dir, names, label_dir, params.crop_size, params.scale_range, seed=seed
+        voc_dir, names, label_dir, params.crop_size, params.scales, seed=seed
     )
     net = build_segmentation_model(
         model_config(params, num_classes),
