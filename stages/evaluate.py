@@ -19,7 +19,7 @@ from mcis_core.common.io import atomic_dir, atomic_file, write_json
 from mcis_core.common.layout import VAL, read_classes, read_split
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
-from mcis_core.evaluate.evaluation import confusion_image, evaluate_split
+from mcis_core.evaluate.evaluation import Evaluation, confusion_image, evaluate_split
 from mcis_core.evaluate.params import EvaluateParams
 from mcis_core.scoring.segmentation import segmentation_scores
 from mcis_core.segmentation.network import load_segmentation_model
@@ -34,15 +34,18 @@ def main() -> None:
     net, meta = load_segmentation_model(paths.segmentation_model, default_device())
     if tuple(meta["classes"]) != classes:
         raise DatasetError(f"{paths.segmentation_model}: trained on other classes than {paths.voc}")
-    with_truth = cfg.split == VAL
-    result = evaluate_split(net, paths.voc, names, paths.predictions, cfg, with_truth)
-    labels = ("background", *classes)
-    if result.confusion is None:
-        write_json(METRICS_DIR / "evaluate.json", {"split": cfg.split, "images": len(names)})
+    with atomic_dir(paths.predictions) as predictions:  # in place once the metrics are too
+        result = evaluate_split(net, paths.voc, names, predictions, cfg, cfg.split == VAL)
+        write_metrics(result, ("background", *classes), cfg.split, len(names))
+
+
+def write_metrics(result: Evaluation, labels: tuple[str, ...], split: str, images: int) -> None:
+    if result.confusion is None:  # no ground truth: no scores, no confusion matrix, no overlays
+        write_json(METRICS_DIR / "evaluate.json", {"split": split, "images": images})
         with atomic_file(METRICS_DIR / "evaluate_class_iou.csv") as handle:
             pd.DataFrame({"class": labels}).to_csv(handle, index=False)
         with atomic_dir(METRICS_DIR / "evaluate_plots"):
-            pass  # no ground truth: no confusion matrix, no overlays
+            pass
         return
     plain = segmentation_scores(result.confusion)
     crf = segmentation_scores(result.confusion_crf)

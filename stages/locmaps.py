@@ -14,7 +14,7 @@ from mcis_core.classifier.network import load_classifier
 from mcis_core.common.cli import run_stage
 from mcis_core.common.device import default_device
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import atomic_file, write_json
+from mcis_core.common.io import atomic_dir, atomic_file, write_json
 from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_class_labels, read_classes, read_split
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
@@ -41,12 +41,16 @@ def main() -> None:
         naive=cfg.naive,
     )
     plans = plan_partners([labels[n] for n in names], len(classes), cfg.partners, base.seed)
-    localize(localizer, plans, names, paths.locmaps)
-
     thresholds = np.round(np.arange(cfg.threshold_step, 1.0, cfg.threshold_step), 4)
-    threshold, scores, curve = evaluate_locmaps(
-        paths.voc, paths.locmaps, read_split(paths.voc, TRAIN), labels, len(classes), thresholds
-    )
+    with atomic_dir(paths.locmaps) as maps:  # in place only once the metrics are written too
+        localize(localizer, plans, names, maps)
+        threshold, scores, curve = evaluate_locmaps(
+            paths.voc, maps, read_split(paths.voc, TRAIN), labels, len(classes), thresholds
+        )
+        write_metrics(threshold, scores, curve)
+
+
+def write_metrics(threshold: float, scores: dict, curve: list[dict]) -> None:
     write_json(
         METRICS_DIR / "locmaps.json",
         {

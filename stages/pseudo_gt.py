@@ -10,11 +10,11 @@ fraction of ignored pixels and the numbers of wholly ignored and skipped images.
 import math
 
 from mcis_core.common.cli import run_stage
-from mcis_core.common.io import write_json
+from mcis_core.common.io import atomic_dir, write_json
 from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_class_labels, read_classes, read_split
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
-from mcis_core.pseudo_gt.labels import make_pseudo_labels
+from mcis_core.pseudo_gt.labels import PseudoGtSummary, make_pseudo_labels
 from mcis_core.pseudo_gt.metrics import evaluate_pseudo_labels
 from mcis_core.pseudo_gt.params import PseudoGtParams
 
@@ -28,19 +28,24 @@ def main() -> None:
     base, cfg = load_section("base", BaseParams), load_section("pseudo_gt", PseudoGtParams)
     paths = stage_paths(base.data_dir)
     num_classes = len(read_classes(paths.voc))
-    summary = make_pseudo_labels(
-        read_split(paths.voc, TRAIN_AUG),
-        read_class_labels(paths.voc),
-        num_classes,
-        paths.saliency,
-        paths.locmaps,
-        paths.pseudo_gt,
-        cfg.rules,
-        skip_missing=cfg.on_missing == "skip",
-    )
-    quality = evaluate_pseudo_labels(
-        paths.voc, paths.pseudo_gt, read_split(paths.voc, TRAIN), num_classes
-    )
+    with atomic_dir(paths.pseudo_gt) as labels:  # in place only once the metrics are written
+        summary = make_pseudo_labels(
+            read_split(paths.voc, TRAIN_AUG),
+            read_class_labels(paths.voc),
+            num_classes,
+            paths.saliency,
+            paths.locmaps,
+            labels,
+            cfg.rules,
+            skip_missing=cfg.on_missing == "skip",
+        )
+        quality = evaluate_pseudo_labels(
+            paths.voc, labels, read_split(paths.voc, TRAIN), num_classes
+        )
+        write_metrics(quality, summary)
+
+
+def write_metrics(quality: dict, summary: PseudoGtSummary) -> None:
     write_json(
         METRICS_DIR / "pseudo_gt.json",
         {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from mcis_core.common.cli import run_stage
-from mcis_core.common.io import atomic_file, write_json
+from mcis_core.common.io import atomic_dir, atomic_file, write_json
 from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_split
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
@@ -21,6 +21,7 @@ from mcis_core.saliency.maps import (
     evaluate_saliency_maps,
     fetch_saliency_maps,
 )
+from mcis_core.saliency.metrics import SaliencyScores
 from mcis_core.saliency.params import SaliencyParams
 
 
@@ -28,12 +29,16 @@ def main() -> None:
     base, cfg = load_section("base", BaseParams), load_section("saliency", SaliencyParams)
     paths = stage_paths(base.data_dir)
     names = read_split(paths.voc, TRAIN_AUG)
-    if cfg.source == "fetch":
-        fetch_saliency_maps(cfg.fetch, Path(base.download_cache), paths.voc, names, paths.saliency)
-    else:
-        compute_saliency_maps(paths.voc, names, paths.saliency, cfg.compute)
+    with atomic_dir(paths.saliency) as maps:  # in place only once the metrics are written too
+        if cfg.source == "fetch":
+            fetch_saliency_maps(cfg.fetch, Path(base.download_cache), paths.voc, names, maps)
+        else:
+            compute_saliency_maps(paths.voc, names, maps, cfg.compute)
+        scores = evaluate_saliency_maps(paths.voc, read_split(paths.voc, TRAIN), maps)
+        write_metrics(scores)
 
-    scores = evaluate_saliency_maps(paths.voc, read_split(paths.voc, TRAIN), paths.saliency)
+
+def write_metrics(scores: SaliencyScores) -> None:
     write_json(
         METRICS_DIR / "saliency.json",
         {

@@ -11,10 +11,12 @@ metrics/segmentation.json and metrics/segmentation_history.csv.
 import pandas as pd
 
 from mcis_core.common.cli import run_stage
+from mcis_core.common.errors import ConfigError
 from mcis_core.common.io import atomic_file, write_json
 from mcis_core.common.layout import AUG_MASK_DIR, TRAIN_AUG, VAL, read_classes, read_split
 from mcis_core.common.params import BaseParams, load_section
-from mcis_core.common.paths import METRICS_DIR, label_path, stage_paths
+from mcis_core.common.paths import METRICS_DIR, stage_paths
+from mcis_core.segmentation.data import require_labelled_pixels, training_names
 from mcis_core.segmentation.params import SegmentationParams
 from mcis_core.segmentation.train import (
     export_segmentation,
@@ -31,13 +33,17 @@ def main() -> None:
     paths = stage_paths(base.data_dir)
     label_dir = paths.pseudo_gt if cfg.labels == "pseudo" else paths.voc / AUG_MASK_DIR
     classes = read_classes(paths.voc)
-    names = [  # pseudo_gt.on_missing: skip leaves some images without labels
-        n for n in read_split(paths.voc, TRAIN_AUG) if label_path(label_dir, n).is_file()
-    ]
+    names = training_names(label_dir, read_split(paths.voc, TRAIN_AUG))
+    require_labelled_pixels(label_dir, names)
+    if len(names) < cfg.batch_size:
+        raise ConfigError(
+            f"segmentation.batch_size: {cfg.batch_size} is more than the {len(names)} "
+            "labelled training images: an epoch would have no step"
+        )
     process = init_process()
     checkpoints = Checkpoints(
         paths.segmentation_checkpoints,
-        training_fingerprint(cfg, base.seed, paths.voc, label_dir),
+        training_fingerprint(cfg, base.seed, paths.voc, label_dir, paths.classifier_model),
     )
     history = train_segmentation(
         cfg,

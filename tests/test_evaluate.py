@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mcis_core.common.io import read_gray, read_rgb
+from mcis_core.common.io import atomic_dir, read_gray, read_rgb
 from mcis_core.common.layout import VAL, fine_mask_path, image_path, read_split, voc_palette
 from mcis_core.common.paths import label_path
 from mcis_core.dataset.voc import VOC_CLASSES
@@ -60,7 +60,8 @@ def test_predictions_are_written_and_scored_against_a_brute_force_count(
     voc: Path, tmp_path: Path
 ) -> None:
     names = read_split(voc, VAL)
-    result = evaluate_split(ColourNet(), voc, names, tmp_path / "pred", PARAMS, with_truth=True)
+    with atomic_dir(tmp_path / "pred") as out:
+        result = evaluate_split(ColourNet(), voc, names, out, PARAMS, with_truth=True)
     expected_plain = np.zeros((NUM_SEG_CLASSES, NUM_SEG_CLASSES), np.int64)
     expected_crf = np.zeros_like(expected_plain)
     for name in names:
@@ -79,7 +80,8 @@ def test_predictions_are_written_and_scored_against_a_brute_force_count(
 
 def test_without_ground_truth_only_predictions_are_written(voc: Path, tmp_path: Path) -> None:
     names = read_split(voc, VAL)
-    result = evaluate_split(ColourNet(), voc, names, tmp_path / "pred", PARAMS, with_truth=False)
+    with atomic_dir(tmp_path / "pred") as out:
+        result = evaluate_split(ColourNet(), voc, names, out, PARAMS, with_truth=False)
     assert result.confusion is None and result.confusion_crf is None and not result.overlays
     assert sorted(p.stem for p in (tmp_path / "pred").iterdir()) == sorted(names)
 

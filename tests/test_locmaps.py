@@ -21,7 +21,7 @@ from torch import nn
 
 from mcis_core.classifier.network import CoAttentionNet, ModelConfig, PairOutput
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import save_gray
+from mcis_core.common.io import atomic_dir, save_gray
 from mcis_core.common.layout import (
     FINE_MASK_DIR,
     IGNORE_INDEX,
@@ -382,7 +382,8 @@ def test_localize_writes_one_gray_png_per_image_and_class(
 ) -> None:
     localizer, plans, names = embedded_setup(embedded_voc, tiny_net, naive=False)
     out = tmp_path / "locmaps"
-    localize(localizer, plans, names, out)
+    with atomic_dir(out) as tmp:
+        localize(localizer, plans, names, tmp)
 
     labels = read_class_labels(embedded_voc)
     expected = {f"{n}_{c}.png" for n in names for c in labels[n]}
@@ -416,8 +417,8 @@ def test_localize_leaves_no_output_when_interrupted(
 
     monkeypatch.setattr(Localizer, "maps", failing_maps)
     out = tmp_path / "locmaps"
-    with pytest.raises(RuntimeError, match="interrupted"):
-        localize(localizer, plans, names, out)
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_dir(out) as tmp:
+        localize(localizer, plans, names, tmp)
     assert len(calls) == 3
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too

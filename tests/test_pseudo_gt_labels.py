@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import read_gray, save_gray
+from mcis_core.common.io import atomic_dir, read_gray, read_names, save_gray
 from mcis_core.common.layout import FINE_MASK_DIR, IGNORE_INDEX, save_mask, voc_palette
 from mcis_core.common.paths import locmap_path
 from mcis_core.dataset.voc import VOC_CLASSES
@@ -93,11 +93,13 @@ def test_hand_expectations_agree_with_the_rules() -> None:
 def test_make_pseudo_labels_writes_palette_pngs(folders: tuple[Path, Path], tmp_path: Path) -> None:
     sal_dir, maps_dir = folders
     out = tmp_path / "pseudo_gt"
-    summary = make_pseudo_labels(
-        NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
-    )
+    with atomic_dir(out) as tmp:
+        summary = make_pseudo_labels(
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
+        )
 
-    assert sorted(p.name for p in out.iterdir()) == [f"{n}.png" for n in NAMES]
+    assert sorted(p.name for p in out.iterdir()) == [f"{n}.png" for n in NAMES] + ["skipped.txt"]
+    assert (out / "skipped.txt").read_text() == ""
     for name in NAMES:
         with Image.open(out / f"{name}.png") as img:
             assert img.format == "PNG"
@@ -119,10 +121,11 @@ def test_make_pseudo_labels_replaces_an_old_output(
     out = tmp_path / "pseudo_gt"
     out.mkdir()
     (out / "stale.png").write_bytes(b"old")
-    make_pseudo_labels(
-        NAMES[:1], LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
-    )
-    assert sorted(p.name for p in out.iterdir()) == ["img_a.png"]
+    with atomic_dir(out) as tmp:
+        make_pseudo_labels(
+            NAMES[:1], LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
+        )
+    assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "skipped.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locmaps", "pseudo_gt", "saliency"]
 
 
@@ -145,9 +148,9 @@ def test_a_missing_input_raises_and_writes_nothing(
     sal_dir, maps_dir = folders
     (tmp_path / missing).unlink()
     out = tmp_path / "pseudo_gt"
-    with pytest.raises(DatasetError) as raised:
+    with pytest.raises(DatasetError) as raised, atomic_dir(out) as tmp:
         make_pseudo_labels(
-            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
         )
     message = str(raised.value)
     assert str(tmp_path / missing) in message  # the missing file
@@ -163,12 +166,16 @@ def test_skip_missing_skips_the_image(
     sal_dir, maps_dir = folders
     (tmp_path / missing).unlink()
     out = tmp_path / "pseudo_gt"
-    summary = make_pseudo_labels(
-        NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=True
-    )
+    with atomic_dir(out) as tmp:
+        summary = make_pseudo_labels(
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=True
+        )
 
     assert summary.skipped == ["img_c"]
-    assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "img_b.png", "img_d.png"]
+    assert read_names(out / "skipped.txt") == ["img_c"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "img_a.png", "img_b.png", "img_d.png", "skipped.txt"
+    ]  # fmt: skip
     for name in ("img_a", "img_b", "img_d"):
         assert np.array_equal(read_gray(out / f"{name}.png"), EXPECTED[name]), name
     assert summary.fully_ignored == 2
@@ -182,9 +189,9 @@ def test_a_map_of_another_size_than_the_saliency_raises(
     sal_dir, maps_dir = folders
     save_gray(maps_dir / "img_a_2.png", np.zeros((H, W + 1), dtype=np.uint8))
     out = tmp_path / "pseudo_gt"
-    with pytest.raises(DatasetError, match="img_a_2.png"):
+    with pytest.raises(DatasetError, match="img_a_2.png"), atomic_dir(out) as tmp:
         make_pseudo_labels(
-            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, out, RULES, skip_missing=False
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
         )
     assert not out.exists()
 

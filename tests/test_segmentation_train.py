@@ -55,7 +55,8 @@ def voc(tiny_voc: Callable[..., Path]) -> Path:
 
 def train(params: SegmentationParams, voc: Path, folder: Path) -> tuple[list, Checkpoints]:
     labels = voc / AUG_MASK_DIR
-    checkpoints = Checkpoints(folder, training_fingerprint(params, SEED, voc, labels))
+    fingerprint = training_fingerprint(params, SEED, voc, labels, voc / "no-classifier")
+    checkpoints = Checkpoints(folder, fingerprint)
     names, val = read_split(voc, TRAIN_AUG), read_split(voc, VAL)
     num_classes = len(read_classes(voc))
     history = train_segmentation(

@@ -26,7 +26,7 @@ from mcis_core.classifier.network import EXPORT_KIND, CoAttentionNet, ModelConfi
 from mcis_core.classifier.params import ClassifierParams
 from mcis_core.common.errors import ConfigError
 from mcis_core.common.layout import TRAIN_AUG, VAL, read_class_labels, read_classes, read_split
-from mcis_core.models.pretrained import imagenet_state_dict
+from mcis_core.models.pretrained import imagenet_state_dict, weights_file
 from mcis_core.models.vgg import VGG16_IMAGENET_URL, init_convs_fan_out, load_imagenet_convs
 from mcis_core.training.batches import epoch_batches, shard
 from mcis_core.training.checkpoints import Checkpoints, run_fingerprint
@@ -40,6 +40,7 @@ from mcis_core.training.process import (
 )
 
 VALIDATION_BATCH = 32
+PRETRAINED_PARAM = "classifier.pretrained_path"
 
 
 def model_config(params: ClassifierParams, num_classes: int) -> ModelConfig:
@@ -56,16 +57,18 @@ def build_model(params: ClassifierParams, num_classes: int, seed: int) -> CoAtte
     if params.init == "original":
         init_convs_fan_out(net.original_init_modules())
     if params.pretrained == "imagenet":
-        state = imagenet_state_dict(
-            VGG16_IMAGENET_URL, params.pretrained_path, "classifier.pretrained_path"
-        )
+        state = imagenet_state_dict(VGG16_IMAGENET_URL, params.pretrained_path, PRETRAINED_PARAM)
         load_imagenet_convs(net.backbone, state)
     return net
 
 
 def training_fingerprint(params: ClassifierParams, seed: int, voc_dir: Path) -> str:
-    """What determines the checkpoints: params (but the worker count), seed, the dataset."""
-    return run_fingerprint(params, seed, [voc_dir])
+    """What determines the checkpoints: params (not the process and worker counts, nor the
+    exported epoch), seed, the dataset and the ImageNet weights, if any."""
+    inputs = [voc_dir]
+    if params.pretrained == "imagenet":
+        inputs.append(weights_file(VGG16_IMAGENET_URL, params.pretrained_path, PRETRAINED_PARAM))
+    return run_fingerprint(params, seed, inputs, ignored=("nproc", "num_workers", "use_epoch"))
 
 
 def export_meta(params: ClassifierParams, classes: tuple[str, ...]) -> dict:

@@ -18,22 +18,44 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mcis_core.common.errors import DatasetError
+
+
+def scratch_prefix(dest: Path) -> str:
+    """Name prefix of the temporary siblings of `dest`."""
+    return f".{dest.name}.tmp-"
+
+
+def remove_stale_scratch(dest: Path) -> None:
+    """Delete temporary siblings of `dest` that an interrupted run left behind."""
+    for stale in dest.parent.glob(f"{scratch_prefix(dest)}*"):
+        shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+
+
+@contextlib.contextmanager
+def scratch_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `dest`, removed afterwards (and by the next run if this
+    one is killed)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix(dest), dir=dest.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would make outputs private to their writer
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder that replaces `dest` when the block succeeds."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would make outputs private to their writer
-    try:
+    with scratch_dir(dest) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if dest.exists():
-        shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
-    os.replace(tmp, dest)
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+        os.replace(tmp, dest)
 
 
 @contextlib.contextmanager
@@ -41,7 +63,8 @@ def atomic_file(dest: str | Path, mode: str = "w") -> Iterator:
     """Open a temporary file that replaces `dest` when the block succeeds."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    remove_stale_scratch(dest)
+    fd, tmp = tempfile.mkstemp(prefix=scratch_prefix(dest), dir=dest.parent)
     try:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to their writer
         with os.fdopen(fd, mode) as handle:
@@ -70,18 +93,29 @@ def write_names(path: str | Path, names: Sequence[str]) -> None:
     Path(path).write_text("".join(f"{n}\n" for n in names))
 
 
+@contextlib.contextmanager
+def opened_image(path: str | Path) -> Iterator[Image.Image]:
+    """An image file, decoded; a missing or unreadable one is a DatasetError naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            yield img
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"{path}: unreadable image ({err})") from None
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    with opened_image(path) as img:
+        return np.array(img.convert("RGB"))
 
 
 def read_gray(path: str | Path) -> np.ndarray:
     """Read a single-channel image (a palette PNG gives its indices) as (H, W) uint8."""
-    with Image.open(path) as img:
+    with opened_image(path) as img:
         if img.mode not in ("L", "P"):
             img = img.convert("L")
-        return np.asarray(img)
+        return np.array(img)
 
 
 def save_gray(path: str | Path, array: np.ndarray) -> None:

@@ -67,10 +67,14 @@ def read_classes(root: Path) -> tuple[str, ...]:
 
 def read_class_labels(root: Path) -> dict[str, list[int]]:
     """cls_labels.txt as {name: [class ids]}."""
+    path = Path(root) / LABELS_FILE
     labels = {}
-    for line in (Path(root) / LABELS_FILE).read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         name, *ids = line.split()
-        labels[name] = [int(i) for i in ids]
+        try:
+            labels[name] = [int(i) for i in ids]
+        except ValueError:
+            raise DatasetError(f"{path}:{number}: class ids {ids} are not integers") from None
     return labels
 
 

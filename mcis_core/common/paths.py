@@ -76,3 +76,8 @@ def locmap_path(folder: Path, image: str, cls: int) -> Path:
 def label_path(folder: Path, image: str) -> Path:
     """An image's label map (pseudo labels, predictions): a VOC palette PNG."""
     return folder / f"{image}.png"
+
+
+def skipped_list_path(folder: Path) -> Path:
+    """The images a labelling stage skipped on purpose, one name per line."""
+    return folder / "skipped.txt"

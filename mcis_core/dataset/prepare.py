@@ -8,15 +8,15 @@ out, and the folder is renamed into place only when everything succeeded.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
-from mcis_core.common.io import atomic_dir
+from mcis_core.common.io import atomic_dir, scratch_dir
 from mcis_core.common.layout import AUG_MASK_DIR, JPEG_DIR, LIST_DIR
 from mcis_core.dataset.embedded import write_archives
 from mcis_core.dataset.params import EmbeddedParams, Voc2012Params
 from mcis_core.dataset.sbd import SBD_REQUIRED, convert_sbd
+from mcis_core.dataset.validate import validate_layout
 from mcis_core.dataset.voc import build_layout, find_dir_containing
 from mcis_core.remote.archives import extract
 from mcis_core.remote.download import fetch
@@ -34,7 +34,7 @@ def prepare_voc2012(params: Voc2012Params, cache_dir: Path, out: Path) -> dict[s
 def prepare_embedded(params: EmbeddedParams, seed: int, out: Path) -> dict[str, int]:
     """Generate the embedded dataset as VOC-shaped archives and lay them out at `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-archives-", dir=out.parent) as scratch:
+    with scratch_dir(out.parent / f"{out.name}-archives") as scratch:
         voc_tar = Path(scratch) / "VOCtrainval_embedded.tar"
         aug_tar = Path(scratch) / "SegmentationClassAug.tar"
         write_archives(params, seed, voc_tar, aug_tar)
@@ -57,6 +57,7 @@ def assemble(
         aug_masks = _aug_mask_dir(scratch / "aug", aug_format, aug_archive)
         counts = build_layout(voc_root, aug_masks, tmp)
         shutil.rmtree(scratch)
+        validate_layout(tmp)
     return counts
 
 

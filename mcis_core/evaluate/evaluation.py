@@ -20,7 +20,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-from mcis_core.common.io import atomic_dir, read_gray, read_rgb
+from mcis_core.common.io import read_gray, read_rgb
 from mcis_core.common.layout import fine_mask_path, image_path, save_mask, voc_palette
 from mcis_core.common.paths import label_path
 from mcis_core.evaluate.crf import dense_crf
@@ -68,18 +68,18 @@ def evaluate_split(
     params: EvaluateParams,
     with_truth: bool,
 ) -> Evaluation:
-    """Write out/<name>.png (CRF labels) for every image, atomically; score them if possible."""
+    """Write out/<name>.png (CRF labels) for every image; score them if possible."""
     result = Evaluation()
     num_classes = net.config.num_classes
     if with_truth:
         result.confusion = np.zeros((num_classes, num_classes), np.int64)
         result.confusion_crf = np.zeros_like(result.confusion)
     net.eval()
-    with atomic_dir(out) as tmp, torch.no_grad():
+    with torch.no_grad():
         for index, name in enumerate(tqdm(names, desc="evaluate", unit="img")):
             rgb = read_rgb(image_path(voc_dir, name))
             plain, refined = predict(net, rgb, params)
-            save_mask(label_path(tmp, name), refined)
+            save_mask(label_path(out, name), refined)
             if not with_truth:
                 continue
             truth = read_gray(fine_mask_path(voc_dir, name))

@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mcis_core.classifier.network import CoAttentionNet
-from mcis_core.common.io import atomic_dir, save_gray
+from mcis_core.common.io import save_gray
 from mcis_core.common.layout import image_path
 from mcis_core.common.paths import locmap_path
 from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
@@ -223,8 +223,7 @@ def write_maps(folder: Path, image: str, classes: Sequence[int], maps: torch.Ten
 def localize(
     localizer: Localizer, plans: Sequence[AnchorPlan], names: Sequence[str], out: Path
 ) -> None:
-    """Write the maps of every planned image into `out`, atomically."""
+    """Write the maps of every planned image into the folder `out`."""
     localizer.build_bank()
-    with atomic_dir(out) as tmp:
-        for plan in tqdm(plans, desc="localization maps", unit="img"):
-            write_maps(tmp, names[plan.index], plan.classes, localizer.maps(plan))
+    for plan in tqdm(plans, desc="localization maps", unit="img"):
+        write_maps(out, names[plan.index], plan.classes, localizer.maps(plan))

@@ -10,6 +10,8 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from mcis_core.common.io import opened_image
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_VIEW_SIDE = 8  # one feature cell at output stride 8
@@ -17,13 +19,12 @@ MIN_VIEW_SIDE = 8  # one feature cell at output stride 8
 
 def load_image(path: Path) -> torch.Tensor:
     """An image at its own size as a (3, H, W) float tensor in [0, 1]."""
-    with Image.open(path) as img:
-        return TF.to_tensor(img.convert("RGB"))
+    return TF.to_tensor(open_rgb(path))
 
 
 def open_rgb(path: Path) -> Image.Image:
     """An image file as an RGB PIL image, read into memory."""
-    with Image.open(path) as img:
+    with opened_image(path) as img:
         return img.convert("RGB")
 
 

@@ -14,19 +14,22 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def imagenet_state_dict(url: str, path: str | None, param_name: str) -> dict[str, torch.Tensor]:
-    """The weights published at `url`, from `path` if given, else from the torch hub cache.
-
-    `param_name` is the parameter that sets `path` (named in the error message).
-    """
+def weights_file(url: str, path: str | None, param_name: str) -> Path:
+    """The file holding the weights published at `url`: `path` if given, else the torch hub
+    cache's copy. `param_name` is the parameter that sets `path` (named in the error)."""
     if path:
         if not Path(path).is_file():
             raise WeightsError(f"{param_name}: {path} does not exist")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return Path(path)
     cached = hub_cache_path(url)
     if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
+        return cached
     raise WeightsError(
         f"ImageNet weights {cached.name} not found at {cached}: download {url} on a machine "
         f"with internet access and put it in {cached.parent}, or set {param_name} to its path"
     )
+
+
+def imagenet_state_dict(url: str, path: str | None, param_name: str) -> dict[str, torch.Tensor]:
+    """The weights published at `url`, read from `weights_file(url, path, param_name)`."""
+    return torch.load(weights_file(url, path, param_name), map_location="cpu", weights_only=True)

@@ -17,9 +17,9 @@ from tqdm import tqdm
 
 from mcis_core.common.device import default_device
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import atomic_dir, read_gray
+from mcis_core.common.io import read_gray, write_names
 from mcis_core.common.layout import IGNORE_INDEX, save_mask
-from mcis_core.common.paths import label_path, locmap_path, saliency_map_path
+from mcis_core.common.paths import label_path, locmap_path, saliency_map_path, skipped_list_path
 from mcis_core.pseudo_gt.params import PseudoLabelRules
 from mcis_core.pseudo_gt.rules import pseudo_label
 
@@ -73,22 +73,23 @@ def make_pseudo_labels(
     rules: PseudoLabelRules,
     skip_missing: bool,
 ) -> PseudoGtSummary:
-    """Write out/<name>.png for every image, atomically; missing inputs raise or are skipped."""
+    """Write out/<name>.png for every image; missing inputs raise or are skipped (and listed
+    in out/skipped.txt, so that the segmentation stage tells them from lost labels)."""
     summary = PseudoGtSummary()
-    with atomic_dir(out) as tmp:
-        for name in tqdm(names, desc="pseudo labels", unit="img"):
-            missing = missing_inputs(name, labels[name], sal_dir, maps_dir)
-            if missing and not skip_missing:
-                raise DatasetError(
-                    f"{missing[0]}: missing for image {name} (pseudo_gt.on_missing: skip skips it)"
-                )
-            if missing:
-                summary.skipped.append(name)
-                continue
-            label = label_image(name, labels[name], num_classes, sal_dir, maps_dir, rules)
-            save_mask(label_path(tmp, name), label)
-            ignored = int((label == IGNORE_INDEX).sum())
-            summary.fully_ignored += ignored == label.size
-            summary.ignored_pixels += ignored
-            summary.pixels += label.size
+    for name in tqdm(names, desc="pseudo labels", unit="img"):
+        missing = missing_inputs(name, labels[name], sal_dir, maps_dir)
+        if missing and not skip_missing:
+            raise DatasetError(
+                f"{missing[0]}: missing for image {name} (pseudo_gt.on_missing: skip skips it)"
+            )
+        if missing:
+            summary.skipped.append(name)
+            continue
+        label = label_image(name, labels[name], num_classes, sal_dir, maps_dir, rules)
+        save_mask(label_path(out, name), label)
+        ignored = int((label == IGNORE_INDEX).sum())
+        summary.fully_ignored += ignored == label.size
+        summary.ignored_pixels += ignored
+        summary.pixels += label.size
+    write_names(skipped_list_path(out), summary.skipped)
     return summary

@@ -7,7 +7,6 @@ either way data/saliency/<name>.png has the image's size, 255 = salient.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from mcis_core.common.device import default_device
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import atomic_dir, read_gray, read_rgb, save_gray
+from mcis_core.common.io import read_gray, read_rgb, save_gray, scratch_dir
 from mcis_core.common.layout import BACKGROUND, IGNORE_INDEX, fine_mask_path, image_path
 from mcis_core.common.params import RemoteFile
 from mcis_core.common.paths import saliency_map_path
@@ -32,11 +31,11 @@ from mcis_core.saliency.params import SaliencyComputeParams
 def compute_saliency_maps(
     voc_dir: Path, names: Sequence[str], out: Path, params: SaliencyComputeParams
 ) -> None:
-    """Write out/<name>.png, the MB+ saliency of every named image, atomically."""
+    """Write out/<name>.png, the MB+ saliency of every named image."""
     if default_device().type == "cpu":
         # thousands of small tensor ops: extra threads add contention, not speed
         torch.set_num_threads(1)
-    with atomic_dir(out) as tmp, tqdm(total=len(names), desc="saliency", unit="img") as bar:
+    with tqdm(total=len(names), desc="saliency", unit="img") as bar:
         for start in range(0, len(names), params.batch_size):
             batch = names[start : start + params.batch_size]
             images = [read_rgb(image_path(voc_dir, n)) for n in batch]
@@ -47,7 +46,7 @@ def compute_saliency_maps(
                 boundary_width=params.boundary_width,
             )
             for name, saliency in zip(batch, maps, strict=True):
-                save_gray(saliency_map_path(tmp, name), saliency)
+                save_gray(saliency_map_path(out, name), saliency)
             bar.update(len(batch))
 
 
@@ -56,9 +55,7 @@ def fetch_saliency_maps(
 ) -> None:
     """Download an archive of <name>.png maps and keep exactly one map per named image."""
     archive = fetch(remote, cache_dir)
-    with atomic_dir(out) as tmp:
-        scratch = tmp / ".extract"
-        scratch.mkdir()
+    with scratch_dir(out / "extract") as scratch:
         extract(archive, scratch)
         found = _index_maps(scratch, archive)
         missing = [n for n in names if n not in found]
@@ -68,8 +65,7 @@ def fetch_saliency_maps(
                 f"e.g. {missing[:5]}"
             )
         for name in tqdm(names, desc="check saliency", unit="map"):
-            _adopt_map(found[name], image_path(voc_dir, name), saliency_map_path(tmp, name))
-        shutil.rmtree(scratch)
+            _adopt_map(found[name], image_path(voc_dir, name), saliency_map_path(out, name))
 
 
 def _index_maps(root: Path, archive: Path) -> dict[str, Path]:

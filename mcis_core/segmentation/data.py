@@ -21,13 +21,39 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import read_gray, read_rgb
+from mcis_core.common.io import read_gray, read_names, read_rgb
 from mcis_core.common.layout import IGNORE_INDEX, image_path
-from mcis_core.common.paths import label_path
+from mcis_core.common.paths import label_path, skipped_list_path
 from mcis_core.models.inputs import imagenet_normalize
 from mcis_core.training.batches import EpochDataset
 
 MIRROR_PROB = 0.5
+
+
+def training_names(label_dir: Path, names: Sequence[str]) -> list[str]:
+    """The images of `names` to train on: all but those the labelling stage skipped on purpose
+    (listed in label_dir/skipped.txt); any other missing label map is an error."""
+    skipped_file = skipped_list_path(label_dir)
+    skipped = set(read_names(skipped_file)) if skipped_file.is_file() else set()
+    kept = [n for n in names if n not in skipped]
+    missing = [n for n in kept if not label_path(label_dir, n).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{label_path(label_dir, missing[0])}: label map missing ({len(missing)} in all), "
+            f"and {skipped_file} does not list it as skipped"
+        )
+    return kept
+
+
+def require_labelled_pixels(label_dir: Path, names: Sequence[str]) -> None:
+    """Raise DatasetError unless some label map has a pixel that is not ignored."""
+    for name in names:
+        if (read_gray(label_path(label_dir, name)) != IGNORE_INDEX).any():
+            return
+    raise DatasetError(
+        f"{label_dir}: every pixel of all {len(names)} label maps is ignored (255): "
+        "nothing to train on"
+    )
 
 
 def rescale(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:

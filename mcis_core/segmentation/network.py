@@ -42,6 +42,7 @@ RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
 RESNET101_CHANNELS = 2048
 RESNET101_IMAGENET_URL = ResNet101_Weights.IMAGENET1K_V1.url  # .../resnet101-63fe2227.pth
 EXPORT_KIND = "segmentation"
+PRETRAINED_PARAM = "segmentation.pretrained_path"
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,7 @@ def build_segmentation_model(
     torch.manual_seed(seed)
     net = DeepLabLargeFOV(config)
     if pretrained == "imagenet":
-        state = imagenet_state_dict(
-            RESNET101_IMAGENET_URL, pretrained_path, "segmentation.pretrained_path"
-        )
+        state = imagenet_state_dict(RESNET101_IMAGENET_URL, pretrained_path, PRETRAINED_PARAM)
         load_resnet101_imagenet(net.backbone, state)
     elif pretrained == "classifier":
         load_classifier_backbone(net.backbone, classifier_path, config)

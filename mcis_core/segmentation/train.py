@@ -23,10 +23,13 @@ from tqdm import tqdm
 from mcis_core.common.io import read_gray
 from mcis_core.common.layout import IGNORE_INDEX, fine_mask_path, image_path
 from mcis_core.models.inputs import imagenet_normalize, load_image
+from mcis_core.models.pretrained import weights_file
 from mcis_core.scoring.segmentation import confusion_matrix, segmentation_scores
 from mcis_core.segmentation.data import SegmentationTrainSet
 from mcis_core.segmentation.network import (
     EXPORT_KIND,
+    PRETRAINED_PARAM,
+    RESNET101_IMAGENET_URL,
     DeepLabLargeFOV,
     SegModelConfig,
     build_segmentation_model,
@@ -46,9 +49,19 @@ def model_config(params: SegmentationParams, num_classes: int) -> SegModelConfig
     )
 
 
-def training_fingerprint(params: SegmentationParams, seed: int, *data_dirs: Path) -> str:
-    """What determines the checkpoints: params (but the worker count), seed, the data."""
-    return run_fingerprint(params, seed, data_dirs)
+def training_fingerprint(
+    params: SegmentationParams, seed: int, voc_dir: Path, label_dir: Path, classifier: Path
+) -> str:
+    """What determines the checkpoints: params (not the process and worker counts), seed, the
+    dataset, the labels and the initial weights (the classifier's, or ImageNet's)."""
+    inputs = [voc_dir, label_dir]
+    if params.pretrained == "classifier":
+        inputs.append(classifier)
+    elif params.pretrained == "imagenet":
+        inputs.append(
+            weights_file(RESNET101_IMAGENET_URL, params.pretrained_path, PRETRAINED_PARAM)
+        )
+    return run_fingerprint(params, seed, inputs, ignored=("nproc", "num_workers"))
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -16,7 +17,6 @@ from pathlib import Path
 import torch
 
 from mcis_core.common.io import atomic_file
-from mcis_core.training.process import Process, barrier
 
 CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)\.pt")
 
@@ -26,26 +26,30 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def tree_digest(folder: Path) -> str:
-    """md5 over the relative paths and contents of every file under `folder`.
+def tree_digest(path: Path) -> str:
+    """md5 over the relative paths and contents of every file under `path` (or of the file).
 
-    Ties checkpoints to the exact data they were trained on (a few seconds on VOC).
+    Ties checkpoints to the exact data and weights they were trained from (seconds on VOC).
     """
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     digest = hashlib.md5()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
-        with open(path, "rb") as handle:
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
+        with open(file, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
 
 
 def run_fingerprint(
-    params: object, seed: int, data: Iterable[Path], ignored: Iterable[str] = ("num_workers",)
+    params: object, seed: int, inputs: Iterable[Path], ignored: Iterable[str]
 ) -> str:
-    """What determines a run's checkpoints: its params (but `ignored`), seed and data folders."""
+    """What determines a run's checkpoints: its params (but those `ignored`, which change how
+    it runs, not what it computes), seed, and the contents of its input files and folders
+    (data, labels, initial weights)."""
     relevant = {k: v for k, v in asdict(params).items() if k not in set(ignored)}
-    return fingerprint(relevant, seed, [tree_digest(folder) for folder in data])
+    return fingerprint(relevant, seed, [tree_digest(path) for path in inputs])
 
 
 class Checkpoints:
@@ -64,15 +68,19 @@ class Checkpoints:
         matches = (CHECKPOINT_PATTERN.fullmatch(p.name) for p in self.folder.iterdir())
         return sorted(int(m.group(1)) for m in matches if m)
 
-    def latest(self) -> dict | None:
-        """The newest checkpoint of this configuration; checkpoints of another one are deleted."""
+    def latest(self, before: int | None = None) -> dict | None:
+        """The newest readable checkpoint of this configuration (older than epoch `before`, if
+        given). Checkpoints of other configurations stay until this run saves its first."""
         for epoch in reversed(self.epochs()):
-            state = torch.load(self.path(epoch), map_location="cpu", weights_only=False)
+            if before is not None and epoch >= before:
+                continue
+            try:
+                state = torch.load(self.path(epoch), map_location="cpu", weights_only=False)
+            except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+                print(f"warning: skipping unreadable checkpoint {self.path(epoch)} ({err})")
+                continue
             if state.get("fingerprint") == self.fingerprint:
                 return state
-        for epoch in self.epochs():
-            print(f"removing {self.path(epoch)}: it belongs to another configuration")
-            self.path(epoch).unlink()
         return None
 
     def load(self, epoch: int) -> dict:
@@ -82,17 +90,23 @@ class Checkpoints:
         return state
 
     def save(self, epoch: int, state: dict, keep: set[int]) -> None:
-        """Write epoch `epoch` atomically; delete other epochs not in `keep`."""
+        """Write epoch `epoch` atomically; delete the other epochs not in `keep`, and every
+        checkpoint of another configuration."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path(epoch), "wb") as handle:
             torch.save({**state, "epoch": epoch, "fingerprint": self.fingerprint}, handle)
         for old in self.epochs():
-            if old != epoch and old not in keep:
+            if old == epoch:
+                continue
+            if not self._ours(old):
+                print(f"removing {self.path(old)}: it belongs to another configuration")
+                self.path(old).unlink()
+            elif old not in keep:
                 self.path(old).unlink()
 
-
-def latest_checkpoint(checkpoints: Checkpoints, process: Process) -> dict | None:
-    """`checkpoints.latest()` in every process, the main one first: only it deletes stale files."""
-    state = checkpoints.latest() if process.is_main else None
-    barrier()
-    return state if process.is_main else checkpoints.latest()
+    def _ours(self, epoch: int) -> bool:
+        try:
+            state = torch.load(self.path(epoch), map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):
+            return False
+        return state.get("fingerprint") == self.fingerprint

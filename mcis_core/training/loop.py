@@ -17,17 +17,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mcis_core.models.export import Exported, save_exported
-from mcis_core.training.checkpoints import Checkpoints, latest_checkpoint
+from mcis_core.training.checkpoints import Checkpoints
 from mcis_core.training.process import Process, barrier
 
 Record = dict[str, float]
 
 
 def resume(
-    net: nn.Module, optimizer: torch.optim.Optimizer, checkpoints: Checkpoints, process: Process
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    checkpoints: Checkpoints,
+    process: Process,
+    keep: set[int],
 ) -> tuple[list[Record], int]:
-    """Load the newest checkpoint of this configuration: (history so far, first epoch to run)."""
-    state = latest_checkpoint(checkpoints, process)
+    """Load the newest checkpoint of this configuration that precedes every epoch of `keep`
+    whose checkpoint is missing (so training passes through them again): (history so far,
+    first epoch to run)."""
+    missing = [e for e in keep if not checkpoints.path(e).is_file()]
+    state = checkpoints.latest(before=min(missing, default=None))
     if state is None:
         return [], 0
     net.load_state_dict(state["model"])
@@ -61,7 +68,7 @@ def fit(
     """Train `net` through the module `trained` (the net or an objective around it) up to
     `epochs`, resuming; returns the per-epoch history. Checkpoints other than the newest
     and the epochs in `keep` are deleted."""
-    history, start = resume(net, optimizer, checkpoints, process)
+    history, start = resume(net, optimizer, checkpoints, process, keep)
     module = distribute(trained, process, find_unused_parameters)
     for epoch in range(start, epochs):
         started = time.perf_counter()
