@@ -1,12 +1,14 @@
 """Stage `train_classifier`: the MCIS co-attention classifier.
 
-Reads params `base` and `classifier` and <data_dir>/voc. Launched by torchrun
-(classifier.nproc processes; DDP when more than one). Writes a checkpoint per
-epoch to <data_dir>/classifier/checkpoints (a persist output: an interrupted run
-resumes), the weights of epoch classifier.use_epoch with the class names, input
-size and views to <data_dir>/classifier/model.pt, metrics/classifier.json (that
-epoch's metrics) and metrics/classifier_history.csv.
+Reads params `base` and `classifier` and <data_dir>/voc. Trains in classifier.nproc
+processes (DDP when more than one; a torchrun started by hand over several nodes works
+too). Writes a checkpoint per epoch to <data_dir>/classifier/checkpoints (a persist
+output: an interrupted run resumes), the weights of epoch classifier.use_epoch with the
+class names, input size and views to <data_dir>/classifier/model.pt,
+metrics/classifier.json (that epoch's metrics) and metrics/classifier_history.csv.
 """
+
+from functools import partial
 
 import pandas as pd
 
@@ -17,10 +19,14 @@ from mcis_core.common.io import atomic_file, write_json
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
 from mcis_core.training.checkpoints import Checkpoints
-from mcis_core.training.process import close_process, init_process
+from mcis_core.training.process import close_process, init_process, launch
 
 
 def main() -> None:
+    launch(load_section("classifier", ClassifierParams).nproc, partial(run_stage, train))
+
+
+def train() -> None:
     base, cfg = load_section("base", BaseParams), load_section("classifier", ClassifierParams)
     paths = stage_paths(base.data_dir)
     process = init_process()

@@ -1,12 +1,14 @@
 """Stage `train_segmentation`: DeepLab-LargeFOV on the pseudo labels (or the ground truth).
 
 Reads params `base.seed` and `segmentation`, <data_dir>/voc, <data_dir>/pseudo_gt and
-<data_dir>/classifier/model.pt (the narrow backbone's initialisation). Launched by
-torchrun (segmentation.nproc processes). Writes a checkpoint per epoch to
+<data_dir>/classifier/model.pt (the narrow backbone's initialisation). Trains in
+segmentation.nproc processes (DDP when more than one). Writes a checkpoint per epoch to
 <data_dir>/segmentation/checkpoints (persist: an interrupted run resumes), the final
 weights with the class names to <data_dir>/segmentation/model.pt,
 metrics/segmentation.json and metrics/segmentation_history.csv.
 """
+
+from functools import partial
 
 import pandas as pd
 
@@ -24,10 +26,14 @@ from mcis_core.segmentation.train import (
     training_fingerprint,
 )
 from mcis_core.training.checkpoints import Checkpoints
-from mcis_core.training.process import close_process, init_process
+from mcis_core.training.process import close_process, init_process, launch
 
 
 def main() -> None:
+    launch(load_section("segmentation", SegmentationParams).nproc, partial(run_stage, train))
+
+
+def train() -> None:
     base = load_section("base", BaseParams)
     cfg = load_section("segmentation", SegmentationParams)
     paths = stage_paths(base.data_dir)

@@ -37,9 +37,13 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def import_closure(entry: Path) -> set[Path]:
-    """`entry` and every project file it imports, directly or not."""
+    """`entry`, the packages above it (`python -m a.b` runs a/__init__.py first) and every
+    project file they import, directly or not."""
     seen: set[Path] = set()
-    todo = [entry]
+    packages = entry.relative_to(REPO).parent.parts
+    todo = [entry] + [
+        REPO.joinpath(*packages[:i], "__init__.py") for i in range(1, len(packages) + 1)
+    ]
     while todo:
         path = todo.pop()
         if path not in seen:

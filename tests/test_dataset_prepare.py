@@ -57,8 +57,9 @@ def _mask(label: int) -> np.ndarray:
     return mask
 
 
-def voc_tar(skip: str | None = None) -> bytes:
-    """A VOC2012-shaped tar; `skip` leaves out one member, as a damaged mirror might."""
+def voc_tar(skip: str | None = None, replace: dict[str, bytes] | None = None) -> bytes:
+    """A VOC2012-shaped tar; `skip` leaves out one member, as a damaged mirror might, and
+    `replace` swaps members' contents (paths below VOCdevkit/VOC2012/)."""
     root = "VOCdevkit/VOC2012"
     members = {
         f"{root}/ImageSets/Segmentation/train.txt": "".join(f"{n}\n" for n in TRAIN).encode(),
@@ -71,6 +72,7 @@ def voc_tar(skip: str | None = None) -> bytes:
     for i, name in enumerate(TRAIN + VAL):
         members[f"{root}/SegmentationClass/{name}.png"] = _png(_mask(i + 1))
     members.pop(f"{root}/{skip}", None)
+    members.update({f"{root}/{name}": data for name, data in (replace or {}).items()})
     return _tar(members)
 
 

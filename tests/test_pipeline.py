@@ -14,34 +14,7 @@ import pytest
 import yaml
 
 from mcis_core.common.layout import read_class_labels
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "data": {
-        "embedded": {"train_images": 6, "aug_images": 8, "val_images": 4, "image_size": [56, 72]}
-    },
-    "saliency": {"compute": {"batch_size": 4}},
-    "classifier": {
-        "width": 0.0625,
-        "batch_norm": False,
-        "input_size": 32,
-        "batch_size": 4,
-        "epochs": 2,
-        "warmup_epochs": 1,
-        "use_epoch": 1,
-        "lr_steps": [1],
-        "contrastive_from_epoch": 1,
-    },
-    "segmentation": {
-        "width": 0.0625,
-        "batch_norm": False,
-        "crop_size": 32,
-        "batch_size": 4,
-        "accumulation": 2,
-        "epochs": 2,
-    },
-    "evaluate": {"scales": [0.75, 1.0], "window": 48, "examples": 2},
-}
+from tests.tiny import write_tiny_project
 
 
 def _run(cmd: list[str], cwd: Path, expect_failure: bool = False) -> str:
@@ -57,12 +30,6 @@ def _stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", output))
 
 
-def _merge(base: dict, override: dict) -> dict:
-    for key, value in override.items():
-        base[key] = _merge(base[key], value) if isinstance(value, dict) else value
-    return base
-
-
 def _lock_hashes(repo: Path) -> dict[str, str]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
@@ -72,21 +39,7 @@ def _lock_hashes(repo: Path) -> dict[str, str]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git repository holding the current working tree with tiny params, committed."""
     repo = tmp_path_factory.mktemp("clone")
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for name in files:
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
-    shutil.rmtree(repo / "metrics", ignore_errors=True)
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    params = _merge(yaml.safe_load((repo / "params.yaml").read_text()), TINY)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_tiny_project(repo)
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],

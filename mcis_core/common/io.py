@@ -1,4 +1,4 @@
-"""Atomic file and folder writes, image reading and writing, name lists.
+"""Atomic file and folder writes, canonical pickling, image reading and writing, name lists.
 
 Every artifact of the pipeline is written to a temporary path beside its final
 place and renamed at the end, so an interrupted stage never leaves an output
@@ -11,9 +11,11 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -74,6 +76,25 @@ def atomic_file(dest: str | Path, mode: str = "w") -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def canonical(value: Any) -> Any:
+    """`value` with every string interned, so that equal states pickle to equal bytes.
+
+    Pickle writes a string once per object and refers back to it after: a resumed run's
+    history, read from a checkpoint, holds other string objects than the code's literals,
+    and the same state would otherwise be written differently than in an uninterrupted run.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        copy = type(value)((canonical(k), canonical(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):  # a module state dict's version information
+            copy._metadata = canonical(value._metadata)
+        return copy
+    if isinstance(value, list | tuple):
+        return type(value)(canonical(v) for v in value)
+    return value
 
 
 def write_json(path: str | Path, data: object) -> None:

@@ -65,16 +65,23 @@ def read_classes(root: Path) -> tuple[str, ...]:
     return tuple(read_names(path))
 
 
+def invalid_class_ids(ids: list[str], num_classes: int) -> list[str]:
+    """The entries of a cls_labels.txt line that are not class ids 0..num_classes - 1."""
+    return [i for i in ids if not (i.isdigit() and int(i) < num_classes)]
+
+
 def read_class_labels(root: Path) -> dict[str, list[int]]:
-    """cls_labels.txt as {name: [class ids]}."""
-    path = Path(root) / LABELS_FILE
+    """cls_labels.txt as {name: [class ids]}; an id that is not a class of classes.txt is an
+    error naming the line."""
+    path, num_classes = Path(root) / LABELS_FILE, len(read_classes(root))
     labels = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         name, *ids = line.split()
-        try:
-            labels[name] = [int(i) for i in ids]
-        except ValueError:
-            raise DatasetError(f"{path}:{number}: class ids {ids} are not integers") from None
+        if invalid_class_ids(ids, num_classes):
+            raise DatasetError(
+                f"{path}:{number}: class ids {ids} of {name} are not all in 0..{num_classes - 1}"
+            )
+        labels[name] = [int(i) for i in ids]
     return labels
 
 

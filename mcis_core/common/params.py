@@ -90,6 +90,9 @@ class BaseParams:
     seed: int = param("every random choice of the pipeline derives from this", ge=0)
     data_dir: str = param("root of all stage outputs (DVC-tracked, git-ignored)")
     download_cache: str = param("resumable archive cache, not a DVC output")
+    cpu_kernels: Literal["portable", "native"] = param(
+        "portable: the same bits on any x86-64 CPU (AVX2, fixed threads); native: fastest"
+    )
 
 
 def read_params_file(path: str | Path = PARAMS_FILE) -> dict:

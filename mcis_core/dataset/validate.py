@@ -25,6 +25,7 @@ from mcis_core.common.layout import (
     aug_mask_path,
     fine_mask_path,
     image_path,
+    invalid_class_ids,
     read_classes,
     read_split,
 )
@@ -79,7 +80,7 @@ def _label_problems(root: Path, names: set[str], num_classes: int) -> Iterator[s
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         name, *ids = line.split()
         listed.add(name)
-        wrong = [i for i in ids if not (i.isdigit() and int(i) < num_classes)]
+        wrong = invalid_class_ids(ids, num_classes)
         if wrong:
             yield f"{path}:{number}: class ids {wrong} of {name} are not in 0..{num_classes - 1}"
     for name in sorted(names - listed):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mcis_core.common.errors import DatasetError
-from mcis_core.common.io import atomic_file
+from mcis_core.common.io import atomic_file, canonical
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def save_exported(path: Path, exported: Exported) -> None:
         "meta": exported.meta,
     }
     with atomic_file(path, "wb") as handle:
-        torch.save(state, handle)
+        torch.save(canonical(state), handle)
 
 
 def read_exported(path: Path, kind: str) -> Exported:

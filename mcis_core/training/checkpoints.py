@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mcis_core.common.io import atomic_file
+from mcis_core.common.io import atomic_file, canonical
 
 CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)\.pt")
 
@@ -94,7 +94,8 @@ class Checkpoints:
         checkpoint of another configuration."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path(epoch), "wb") as handle:
-            torch.save({**state, "epoch": epoch, "fingerprint": self.fingerprint}, handle)
+            state = {**state, "epoch": epoch, "fingerprint": self.fingerprint}
+            torch.save(canonical(state), handle)
         for old in self.epochs():
             if old == epoch:
                 continue

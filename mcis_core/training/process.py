@@ -1,14 +1,50 @@
-"""Processes of a run: torchrun sets WORLD_SIZE / LOCAL_RANK, DDP averages gradients; a run
-without torchrun is one process. Also seeding and the reductions over processes."""
+"""Processes of a run: `launch` starts `nproc` of them on this machine as torchrun does (or a
+torchrun started by hand, over several nodes, already did), each reads its rank from the
+environment, and DDP averages gradients. Also seeding and the reductions over processes."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+
+def launch(nproc: int, entry: Callable[[], None]) -> None:
+    """Run `entry` in `nproc` processes (one per GPU, or over gloo on the CPU), as torchrun
+    would; here when nproc is 1 or when a launcher already started this process. A failed
+    process has printed its own error, so the failure itself adds none (exit code 1)."""
+    if nproc == 1 or "WORLD_SIZE" in os.environ:
+        entry()
+        return
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"mcis-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+    )
+    try:
+        elastic_launch(config, entry)()
+    except ChildFailedError as err:
+        if 0 not in err.failures:  # rank 0 prints a failed stage's error itself
+            rank, failure = min(err.failures.items())
+            print(f"error: process {rank} of {nproc} failed (exit code {failure.exitcode})",
+                  file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None
+
+
+def is_main_process() -> bool:
+    """Whether this is the only process, or rank 0 of several."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass(frozen=True)
