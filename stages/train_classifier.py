@@ -8,8 +8,6 @@ class names, input size and views to <data_dir>/classifier/model.pt,
 metrics/classifier.json (that epoch's metrics) and metrics/classifier_history.csv.
 """
 
-from functools import partial
-
 import pandas as pd
 
 from mcis_core.classifier.params import ClassifierParams
@@ -23,7 +21,7 @@ from mcis_core.training.process import close_process, init_process, launch
 
 
 def main() -> None:
-    launch(load_section("classifier", ClassifierParams).nproc, partial(run_stage, train))
+    launch(load_section("classifier", ClassifierParams).nproc, run_stage, train)
 
 
 def train() -> None:

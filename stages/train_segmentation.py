@@ -8,8 +8,6 @@ weights with the class names to <data_dir>/segmentation/model.pt,
 metrics/segmentation.json and metrics/segmentation_history.csv.
 """
 
-from functools import partial
-
 import pandas as pd
 
 from mcis_core.common.cli import run_stage
@@ -30,7 +28,7 @@ from mcis_core.training.process import close_process, init_process, launch
 
 
 def main() -> None:
-    launch(load_section("segmentation", SegmentationParams).nproc, partial(run_stage, train))
+    launch(load_section("segmentation", SegmentationParams).nproc, run_stage, train)
 
 
 def train() -> None:

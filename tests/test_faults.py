@@ -264,3 +264,9 @@ def test_portable_kernels_win_over_the_callers_settings(project: Path) -> None:
     shutil.rmtree(project / "data/classifier")
     ok(project, "train_classifier")
     assert md5(model) == other_kernels
+
+
+def test_a_failing_training_of_two_processes_reports_one_line(project: Path) -> None:
+    set_params(project, {"classifier.nproc": 2, "classifier.batch_size": 64})
+    message = fails(project, "train_classifier")  # one `error:` line, no launcher traceback
+    assert "classifier.batch_size: 64 is more than the 14 training images" in message

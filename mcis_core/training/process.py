@@ -4,6 +4,7 @@ environment, and DDP averages gradients. Also seeding and the reductions over pr
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -16,12 +17,12 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 
-def launch(nproc: int, entry: Callable[[], None]) -> None:
-    """Run `entry` in `nproc` processes (one per GPU, or over gloo on the CPU), as torchrun
+def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
+    """Run `entry(*args)` in `nproc` processes (one per GPU, or over gloo on the CPU), as torchrun
     would; here when nproc is 1 or when a launcher already started this process. A failed
     process has printed its own error, so the failure itself adds none (exit code 1)."""
     if nproc == 1 or "WORLD_SIZE" in os.environ:
-        entry()
+        entry(*args)
         return
     config = LaunchConfig(
         min_nodes=1,
@@ -32,8 +33,11 @@ def launch(nproc: int, entry: Callable[[], None]) -> None:
         rdzv_endpoint="127.0.0.1:0",
         max_restarts=0,
     )
+    # the launcher logs a failed process's exit with a traceback of its own: the process
+    # printed the error already
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
-        elastic_launch(config, entry)()
+        elastic_launch(config, entry)(*args)
     except ChildFailedError as err:
         if 0 not in err.failures:  # rank 0 prints a failed stage's error itself
             rank, failure = min(err.failures.items())
