@@ -1,6 +1,16 @@
-"""Benchmark: the exact dense CRF (mcis_core.evaluate.crf) against pydensecrf's lattice CRF.
+"""Benchmark: the dense CRF in torch (mcis_core.evaluate.crf) against pydensecrf2.
 
-Both run on the CPU, side by side per image, on the first N val images of data/voc with the
+A plain run (`python -m bench.crf_bench`) puts the lattice CRF (params.method "lattice") and
+pydensecrf2 side by side on one CPU thread (bench.crf_photos): scikit-image's bundled photos at
+VOC size 500 x 375 and at smaller sizes, with stand-in class probabilities, for 1 and 10
+mean-field iterations: per image the label agreement and the time of each, the ratio of the
+mean times (pydensecrf / lattice: above 1, the lattice is faster), with the lattice's
+position-only kernel cached (as in the evaluate stage, where image sizes repeat) and cold.
+When a trained network and the `download` stage's data/voc exist, the run adds the
+comparison below on val with the network's probabilities.
+
+`--voc` runs that comparison alone, with `--method exact` (the O(N^2) reference) or lattice:
+both CRFs on the CPU, side by side per image, on the first N val images of data/voc with the
 settings of params.yaml's `evaluate.crf`. The class probabilities are the val predictions of
 the trained segmentation network (data/segmentation/model.pt, the evaluate stage's
 multi-scale inference) when it exists; otherwise they are made from the ground truth: the
@@ -11,12 +21,14 @@ means little where neither changes anything) and pixel accuracy against the grou
 pydensecrf is single-threaded; torch runs with --threads (default 1). Without pydensecrf
 installed its entries are null. Needs the `download` stage output (data/voc). Prints JSON.
 
-    python -m bench.crf_bench [--images N] [--threads T]
+    python -m bench.crf_bench [--repeats R]
+    python -m bench.crf_bench --voc [--method exact|lattice] [--images N] [--threads T]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -49,6 +61,8 @@ BLUR = 9  # box blur of the one-hot mask, pixels
 LOGIT_SCALE = 5.0
 NOISE = 1.0  # standard deviation of the logit noise
 SEED = 0
+PHOTO_SIZES = [(375, 500), (150, 200), (75, 100), (24, 32)]  # (H, W): VOC size, then small
+PHOTO_ITERATIONS = [1, 10]
 
 
 def noisy_probs(mask: np.ndarray, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -87,9 +101,11 @@ def timed(function, *args) -> tuple[float, np.ndarray]:
     return seconds, np.asarray(refined.argmax(0))
 
 
-def main(num_images: int = 20, threads: int = 1) -> dict:
+def voc_bench(num_images: int = 20, threads: int = 1, method: str = "exact") -> dict:
+    """The CRF (`method`) against pydensecrf on val images of data/voc, summed: a dict."""
     torch.set_num_threads(threads)
     base, evaluate = load_section("base", BaseParams), load_section("evaluate", EvaluateParams)
+    evaluate = dataclasses.replace(evaluate, crf=dataclasses.replace(evaluate.crf, method=method))
     paths = stage_paths(base.data_dir)
     voc, model_path = paths.voc, paths.segmentation_model
     net = None
@@ -129,7 +145,7 @@ def main(num_images: int = 20, threads: int = 1) -> dict:
             correct["pydensecrf"] += int((ref == mask)[valid].sum())
     have_ref = densecrf is not None
     result = {
-        "images": len(names), "threads": threads, "pydensecrf_threads": 1,
+        "images": len(names), "method": method, "threads": threads, "pydensecrf_threads": 1,
         "probabilities": "segmentation network" if net is not None else "noisy ground truth",
         "mean_image_size": [round(float(np.mean([s[i] for s in sizes])), 1) for i in (0, 1)],
         "largest_image_size": list(max(sizes, key=lambda s: s[0] * s[1])),
@@ -146,9 +162,29 @@ def main(num_images: int = 20, threads: int = 1) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 
 
+def main(repeats: int = 3) -> dict:
+    """Lattice against pydensecrf on photos (and on VOC val with a trained network): a dict."""
+    from bench.crf_photos import photo_bench  # it imports this module
+
+    torch.set_num_threads(1)
+    params = load_section("evaluate", EvaluateParams).crf
+    report = {"threads": 1, "pydensecrf_threads": 1, "repeats": repeats}
+    report["photos"] = photo_bench(params, PHOTO_SIZES, PHOTO_ITERATIONS, repeats)
+    paths = stage_paths(load_section("base", BaseParams).data_dir)
+    have_voc = paths.voc.is_dir() and paths.segmentation_model.is_file()
+    report["voc_val_network"] = voc_bench(method="lattice") if have_voc else None
+    return report
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Dense CRF: exact torch vs pydensecrf.")
+    parser = argparse.ArgumentParser(description="Dense CRF in torch vs pydensecrf.")
+    parser.add_argument("--voc", action="store_true", help="only the VOC val comparison")
+    parser.add_argument("--method", choices=("exact", "lattice"), default="exact")
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(json.dumps(main(args.images, args.threads), indent=2))
+    if args.voc:
+        print(json.dumps(voc_bench(args.images, args.threads, args.method), indent=2))
+    else:
+        print(json.dumps(main(args.repeats), indent=2))

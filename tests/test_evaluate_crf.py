@@ -14,7 +14,7 @@ from mcis_core.evaluate.params import CrfParams
 from tests.params import section
 from tests.tolerances import assert_close_to_scale
 
-SPEC = section("evaluate").crf  # docs/method.md §7.2, as params.yaml holds it
+SPEC = replace(section("evaluate").crf, method="exact")  # docs/method.md §7.2, exact kernels
 # Short-range kernels and a wide colour scale so that a 6 x 7 image has structure to smooth
 LOCAL = replace(
     SPEC,

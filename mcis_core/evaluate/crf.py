@@ -1,4 +1,9 @@
-"""The fully connected CRF that DeepLab applies to segmentation scores, exact, in torch.
+"""The fully connected CRF that DeepLab applies to segmentation scores, in torch.
+
+`dense_crf` runs one of two implementations of the same model, by `params.method`: "lattice"
+filters the kernels on the permutohedral lattice as the reference implementation does
+(mcis_core.evaluate.lattice_crf; O(N), the evaluate stage's), "exact" evaluates them exactly
+(this module; O(N^2), the reference for tests on small images).
 
 Reference: P. Krähenbühl, V. Koltun, "Efficient Inference in Fully Connected CRFs with Gaussian
 Edge Potentials", NIPS 2011, as used for post-processing by L.-C. Chen et al., "Semantic Image
@@ -23,7 +28,7 @@ addPairwiseBilateral with their defaults DIAG_KERNEL and NORMALIZE_SYMMETRIC, in
 - Mean-field updates are parallel (every pixel from the previous Q), `iterations` times;
   iterations = 0 returns the first Q.
 
-Where this departs from the library: it evaluates K exactly, never the permutohedral lattice.
+Where the exact method departs from the library: it evaluates K exactly, never on the lattice.
 - The Gaussian (position-only) kernel factorises over rows and columns, so K Q is one (H, H)
   and one (W, W) matrix product per class: exact at O(N (H + W)) cost.
 - The bilateral kernel is a dense N x N product built in blocks of `chunk` rows, (chunk, N)
@@ -58,6 +63,7 @@ from __future__ import annotations
 
 import torch
 
+from mcis_core.evaluate.lattice_crf import lattice_crf
 from mcis_core.evaluate.params import CrfParams
 
 DEFAULT_CHUNK = 256  # kernel rows per block: a (256, N) float32 block is 192 MB at VOC size
@@ -76,9 +82,12 @@ def dense_crf(
 ) -> torch.Tensor:
     """image (H, W, 3) uint8, probs (C, H, W) -> refined (C, H, W) probabilities (mean-field Q).
 
-    Runs on probs' device and in its dtype (float32 or float64).
+    params.method picks the kernels: "lattice" (mcis_core.evaluate.lattice_crf) or "exact"
+    (here; chunk applies to it). Runs on probs' device and in its dtype (float32 or float64).
     """
     _check_inputs(image, probs, chunk)
+    if params.method == "lattice":
+        return lattice_crf(image.to(probs.device), probs, params)
     unary = -probs.clamp(params.prob_floor, 1.0).log()  # (C, H, W)
     q = torch.softmax(-unary, dim=0)
     bilateral = None

@@ -12,6 +12,9 @@ from mcis_core.common.params import param
 class CrfParams:
     """Fully connected CRF on the averaged probabilities (docs/method.md §7.2)."""
 
+    method: Literal["lattice", "exact"] = param(
+        "lattice: permutohedral, O(N) (the original's); exact: O(N^2) reference"
+    )
     iterations: int = param("mean-field iterations (the original: 1)", ge=0)
     gaussian_sxy: float = param("position std of the smoothness kernel, pixels", gt=0)
     gaussian_compat: float = param("weight of the smoothness kernel", ge=0)
