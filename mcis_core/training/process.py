@@ -7,14 +7,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+from mcis_core.common.cli import ERRORS_DIR_ENV
 
 
 def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
@@ -33,22 +37,25 @@ def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
         rdzv_endpoint="127.0.0.1:0",
         max_restarts=0,
     )
-    # the launcher logs a failed process's exit with a traceback of its own: the process
-    # printed the error already
+    # the elastic launcher logs a failed process with a traceback of its own: quiet it, and
+    # print the processes' first error instead (each leaves its own in ERRORS_DIR_ENV)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    try:
-        elastic_launch(config, entry)(*args)
-    except ChildFailedError as err:
-        if 0 not in err.failures:  # rank 0 prints a failed stage's error itself
+    with tempfile.TemporaryDirectory() as errors:
+        os.environ[ERRORS_DIR_ENV] = errors
+        try:
+            elastic_launch(config, entry)(*args)
+        except ChildFailedError as err:
+            reported = sorted(Path(errors).iterdir())
             rank, failure = min(err.failures.items())
-            print(f"error: process {rank} of {nproc} failed (exit code {failure.exitcode})",
-                  file=sys.stderr)  # fmt: skip
-        raise SystemExit(1) from None
-
-
-def is_main_process() -> bool:
-    """Whether this is the only process, or rank 0 of several."""
-    return int(os.environ.get("RANK", "0")) == 0
+            message = (
+                reported[0].read_text()
+                if reported
+                else (f"process {rank} of {nproc} failed (exit code {failure.exitcode})")
+            )
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(1) from None
+        finally:
+            del os.environ[ERRORS_DIR_ENV]
 
 
 @dataclass(frozen=True)
