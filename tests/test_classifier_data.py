@@ -13,7 +13,7 @@ from mcis_core.classifier.data import JITTER_STEPS, PairDataset, colour_jitter, 
 from mcis_core.common.io import read_names
 from mcis_core.common.layout import LIST_DIR, read_class_labels
 from mcis_core.dataset.voc import VOC_CLASSES
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, load_resized, square
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
 from mcis_core.training.batches import epoch_batches, shard
 
 
@@ -55,7 +55,7 @@ def test_item_shapes_labels_and_views(dataset: PairDataset) -> None:
     assert [item[f"view{i}"].shape[-1] for i in range(3)] == [32, 24, 64]
     assert torch.equal(item["y_a"], label_vector(dataset.labels[0], len(VOC_CLASSES)))
     # views are not colour-jittered: the flip view is the mirrored plain anchor
-    plain = load_resized(dataset.root / "JPEGImages" / f"{dataset.names[0]}.jpg", 32)
+    plain = square(open_rgb(dataset.root / "JPEGImages" / f"{dataset.names[0]}.jpg"), 32)
     assert torch.equal(item["view0"], imagenet_normalize(TF.hflip(plain)))
     assert not torch.equal(item["anchor"], imagenet_normalize(plain))
 

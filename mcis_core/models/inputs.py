@@ -33,11 +33,6 @@ def square(image: Image.Image, side: int) -> torch.Tensor:
     return TF.to_tensor(image.resize((side, side), Image.Resampling.BILINEAR))
 
 
-def load_resized(path: Path, side: int) -> torch.Tensor:
-    """An image file as a (3, side, side) float tensor in [0, 1], resized bilinearly."""
-    return square(open_rgb(path), side)
-
-
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
     """ImageNet mean/std normalisation of a [0, 1] image."""
     return TF.normalize(image, IMAGENET_MEAN, IMAGENET_STD)
