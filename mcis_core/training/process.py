@@ -125,3 +125,30 @@ def mean_across_processes(values: dict[str, float], device: torch.device) -> dic
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return {k: v / dist.get_world_size() for k, v in zip(keys, tensor.tolist(), strict=True)}
+
+
+def shard(count: int, process: Process) -> range:
+    """This process's share of `count` items: every world-th one from its rank on, so the
+    processes' loads stay even when items get slower along a sorted list."""
+    return range(process.rank, count, process.world)
+
+
+def sum_across_processes(array: np.ndarray, device: torch.device) -> np.ndarray:
+    """Element-wise sum of a numpy array (same shape everywhere) over all processes; the
+    reduction runs on `device` (NCCL reduces only CUDA tensors)."""
+    if not distributed():
+        return array
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    dist.all_reduce(tensor)
+    return tensor.cpu().numpy()
+
+
+def gather_to_main(items: dict) -> dict:
+    """The union of every process's dict, in the main process (others get {})."""
+    if not distributed():
+        return items
+    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(items, gathered, dst=0)
+    if gathered is None:
+        return {}
+    return {k: v for part in gathered for k, v in part.items()}
