@@ -29,3 +29,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.locmaps_bench
 	$(VENV)/bin/python -m bench.crf_bench
 	$(VENV)/bin/python -m bench.kernels_bench
+	$(VENV)/bin/python -m bench.paper_cost

@@ -1,19 +1,19 @@
 """Stage `evaluate`: multi-scale + dense CRF inference of the segmentation network, mIoU.
 
-Reads params `evaluate`, <data_dir>/voc and <data_dir>/segmentation/model.pt.
-Writes the CRF-refined predictions of the `evaluate.split` list as VOC palette PNGs
-to <data_dir>/predictions/<name>.png, metrics/evaluate.json (mIoU, pixel accuracy,
-mean class accuracy, fwIoU, each without and with the CRF), per-class IoU in
-metrics/evaluate_class_iou.csv, and in metrics/evaluate_plots/ the confusion matrix
-and overlays of image, ground truth and prediction. The test split has no ground
-truth: its evaluate.json only counts the images, and no plots are drawn.
+Reads params `evaluate`, <data_dir>/voc and <data_dir>/segmentation/model.pt. Runs in
+evaluate.nproc processes (one per GPU), which share the images. Writes the CRF-refined
+predictions of the `evaluate.split` list as VOC palette PNGs to
+<data_dir>/predictions/<name>.png, metrics/evaluate.json (mIoU, pixel accuracy, mean class
+accuracy, fwIoU, each without and with the CRF), per-class IoU in
+metrics/evaluate_class_iou.csv, and in metrics/evaluate_plots/ the confusion matrix and
+overlays of image, ground truth and prediction. The test split has no ground truth: its
+evaluate.json only counts the images, and no plots are drawn.
 """
 
 import pandas as pd
 from PIL import Image
 
 from mcis_core.common.cli import run_stage
-from mcis_core.common.device import default_device
 from mcis_core.common.errors import DatasetError
 from mcis_core.common.io import atomic_dir, atomic_file, write_json
 from mcis_core.common.layout import VAL, read_classes, read_split
@@ -23,20 +23,29 @@ from mcis_core.evaluate.evaluation import Evaluation, confusion_image, evaluate_
 from mcis_core.evaluate.params import EvaluateParams
 from mcis_core.scoring.segmentation import segmentation_scores
 from mcis_core.segmentation.network import load_segmentation_model
+from mcis_core.training.process import close_process, init_process, launch, shared_atomic_dir
 
 SUMMARY = ("miou", "pixel_accuracy", "mean_class_accuracy", "fwiou")
 
 
 def main() -> None:
+    launch(load_section("evaluate", EvaluateParams).nproc, run_stage, evaluate)
+
+
+def evaluate() -> None:
     base, cfg = load_section("base", BaseParams), load_section("evaluate", EvaluateParams)
     paths = stage_paths(base.data_dir)
+    process = init_process()
     names, classes = read_split(paths.voc, cfg.split), read_classes(paths.voc)
-    net, meta = load_segmentation_model(paths.segmentation_model, default_device())
+    net, meta = load_segmentation_model(paths.segmentation_model, process.device)
     if tuple(meta["classes"]) != classes:
         raise DatasetError(f"{paths.segmentation_model}: trained on other classes than {paths.voc}")
-    with atomic_dir(paths.predictions) as predictions:  # in place once the metrics are too
-        result = evaluate_split(net, paths.voc, names, predictions, cfg, cfg.split == VAL)
-        write_metrics(result, ("background", *classes), cfg.split, len(names))
+    # the predictions are put in place once the metrics are written too
+    with shared_atomic_dir(paths.predictions, process) as predictions:
+        result = evaluate_split(net, paths.voc, names, predictions, cfg, cfg.split == VAL, process)
+        if process.is_main:
+            write_metrics(result, ("background", *classes), cfg.split, len(names))
+    close_process()
 
 
 def write_metrics(result: Evaluation, labels: tuple[str, ...], split: str, images: int) -> None:

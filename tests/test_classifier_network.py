@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,12 +13,9 @@ from torch import nn
 
 from mcis_core.classifier.network import CoAttentionNet, ModelConfig, global_average
 from mcis_core.classifier.train import build_model
-from mcis_core.common.errors import WeightsError
 from mcis_core.dataset.voc import VOC_CLASSES
-from mcis_core.models.pretrained import hub_cache_path, imagenet_state_dict
 from mcis_core.models.vgg import (
     VGG16_CONV_INDICES,
-    VGG16_IMAGENET_URL,
     VGGD1,
     init_convs_fan_out,
     load_imagenet_convs,
@@ -27,7 +23,6 @@ from mcis_core.models.vgg import (
 from tests.params import section
 from tests.tolerances import assert_close_to_scale
 
-PARAM_NAME = "classifier.pretrained_path"
 TINY = ModelConfig(width=0.0625, batch_norm=False, num_classes=len(VOC_CLASSES))  # 32 channels
 K = TINY.num_classes
 
@@ -250,43 +245,6 @@ def test_imagenet_convs_need_paper_backbone(
 ) -> None:
     with pytest.raises(ValueError):
         load_imagenet_convs(VGGD1(width, batch_norm), conv_state(torchvision_vgg16))
-
-
-def test_imagenet_state_dict_missing_file_explains(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert hub_cache_path(VGG16_IMAGENET_URL).name == "vgg16-397923af.pth"
-    with pytest.raises(WeightsError) as error:
-        imagenet_state_dict(VGG16_IMAGENET_URL, None, PARAM_NAME)
-    assert "vgg16-397923af.pth" in str(error.value)
-    assert "classifier.pretrained_path" in str(error.value)
-    with pytest.raises(WeightsError, match=r"classifier\.pretrained_path: .*nowhere\.pth"):
-        imagenet_state_dict(VGG16_IMAGENET_URL, str(tmp_path / "nowhere.pth"), PARAM_NAME)
-
-
-def test_imagenet_state_dict_loads_from_path_and_hub(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    state = {"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.randn(4)}
-
-    explicit = tmp_path / "weights.pth"
-    torch.save(state, explicit)
-    got = imagenet_state_dict(VGG16_IMAGENET_URL, str(explicit), PARAM_NAME)
-    assert got.keys() == state.keys()
-    assert all(torch.equal(got[k], state[k]) for k in state)
-
-    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg16-397923af.pth"
-    cached.parent.mkdir(parents=True)
-    torch.save({k: 2 * v for k, v in state.items()}, cached)
-    got = imagenet_state_dict(VGG16_IMAGENET_URL, None, PARAM_NAME)
-    assert all(torch.equal(got[k], 2 * state[k]) for k in state)
-    # an explicit path wins over the cache
-    assert torch.equal(
-        imagenet_state_dict(VGG16_IMAGENET_URL, str(explicit), PARAM_NAME)["features.0.bias"],
-        state["features.0.bias"],
-    )
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from mcis_core.classifier.network import CoAttentionNet, ModelConfig
 from mcis_core.classifier.params import ClassifierParams
 from mcis_core.classifier.train import export_classifier, train_classifier, training_fingerprint
 from mcis_core.dataset.voc import VOC_CLASSES
+from mcis_core.training.batches import EpochLoader
 from mcis_core.training.checkpoints import Checkpoints, tree_digest
 from mcis_core.training.optim import parameter_groups, set_lr, step_lr
 from mcis_core.training.process import Process
@@ -81,9 +82,8 @@ def spy_on_epochs(monkeypatch: pytest.MonkeyPatch, interrupt_epoch: int | None =
     def train_epoch(
         objective: nn.Module,
         optimizer: torch.optim.Optimizer,
-        dataset: object,
+        loader: EpochLoader,
         params: ClassifierParams,
-        seed: int,
         epoch: int,
         process: Process,
     ) -> dict[str, float]:
@@ -98,7 +98,7 @@ def spy_on_epochs(monkeypatch: pytest.MonkeyPatch, interrupt_epoch: int | None =
                 return step(*args, **kwargs)
 
             optimizer.step = step_then_interrupt
-        return TRAIN_EPOCH(objective, optimizer, dataset, params, seed, epoch, process)
+        return TRAIN_EPOCH(objective, optimizer, loader, params, epoch, process)
 
     monkeypatch.setattr(classifier_training, "train_epoch", train_epoch)
     return epochs

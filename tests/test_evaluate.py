@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mcis_core.common.io import atomic_dir, read_gray, read_rgb
+from mcis_core.common.io import atomic_dir, read_gray, read_rgb, shared_scratch
 from mcis_core.common.layout import VAL, fine_mask_path, image_path, read_split, voc_palette
 from mcis_core.common.paths import label_path
 from mcis_core.dataset.voc import VOC_CLASSES
@@ -22,10 +22,12 @@ from mcis_core.evaluate.evaluation import (
     overlay,
     predict,
 )
+from mcis_core.training.process import Process, shared_atomic_dir
 from tests.params import section
 
 NUM_SEG_CLASSES = len(VOC_CLASSES) + 1  # the classes and the background
 PARAMS = replace(section("evaluate"), scales=(1.0,), window=64, flip=False, examples=2)
+CPU = Process(rank=0, world=1, device=torch.device("cpu"))
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def test_predictions_are_written_and_scored_against_a_brute_force_count(
 ) -> None:
     names = read_split(voc, VAL)
     with atomic_dir(tmp_path / "pred") as out:
-        result = evaluate_split(ColourNet(), voc, names, out, PARAMS, with_truth=True)
+        result = evaluate_split(ColourNet(), voc, names, out, PARAMS, with_truth=True, process=CPU)
     expected_plain = np.zeros((NUM_SEG_CLASSES, NUM_SEG_CLASSES), np.int64)
     expected_crf = np.zeros_like(expected_plain)
     for name in names:
@@ -78,10 +80,22 @@ def test_predictions_are_written_and_scored_against_a_brute_force_count(
     assert list(result.overlays) == names[:2]
 
 
+def test_the_shared_folder_has_a_name_other_processes_know(tmp_path: Path) -> None:
+    dest = tmp_path / "pred"
+    stale = shared_scratch(dest)
+    stale.mkdir()
+    (stale / "left_by_a_killed_run.png").touch()
+    with shared_atomic_dir(dest, CPU) as out:
+        assert out == stale and not any(out.iterdir())
+        (out / "a.png").touch()
+    assert [p.name for p in tmp_path.iterdir()] == ["pred"]
+    assert [p.name for p in dest.iterdir()] == ["a.png"]
+
+
 def test_without_ground_truth_only_predictions_are_written(voc: Path, tmp_path: Path) -> None:
     names = read_split(voc, VAL)
     with atomic_dir(tmp_path / "pred") as out:
-        result = evaluate_split(ColourNet(), voc, names, out, PARAMS, with_truth=False)
+        result = evaluate_split(ColourNet(), voc, names, out, PARAMS, with_truth=False, process=CPU)
     assert result.confusion is None and result.confusion_crf is None and not result.overlays
     assert sorted(p.stem for p in (tmp_path / "pred").iterdir()) == sorted(names)
 

@@ -38,13 +38,14 @@ from mcis_core.locmaps.maps import (
     ImageSource,
     Localizer,
     aggregate,
-    localize,
     plan_partners,
     scale_to_max,
     self_view_maps,
     to_image_size,
 )
 from mcis_core.locmaps.metrics import evaluate_locmaps
+from mcis_core.locmaps.run import bank_of_all_images, localize
+from mcis_core.training.process import Process
 from tests.params import section
 
 NUM_CLASSES = len(VOC_CLASSES)
@@ -55,6 +56,8 @@ CPU = torch.device("cpu")
 AFFINITY_STD = 3.0
 HAND_GATE = 0.1  # the original's view gate, which the hand-computed maps below assume
 VIEW_GATE = section("locmaps").view_gate
+BANK = section("locmaps").bank  # the default: float32 on the device
+SINGLE = Process(0, 1, CPU)
 
 # --- scale_to_max and aggregate ----------------------------------------------------------------
 
@@ -293,11 +296,11 @@ def mirror_maps(voc: Path, anchor: int) -> torch.Tensor:
     """Maps of every class of image `anchor`, partnered with the other image."""
     source = ImageSource(voc, ["sym", "other"], INPUT_SIZE)
     localizer = Localizer(lively_net(symmetric=True), source, VIEWS, VIEW_GATE, CPU, naive=False)
-    localizer.build_bank(progress=False)
     classes = tuple(range(NUM_CLASSES))
     partner = 1 - anchor
     plan = AnchorPlan(anchor, classes, {c: (partner,) * 3 for c in classes})
-    return localizer.maps(plan)
+    with bank_of_all_images(localizer, BANK, voc.parent / "bank", SINGLE):
+        return localizer.maps(plan)
 
 
 def test_symmetric_image_gives_symmetric_maps(mirror_voc: Path) -> None:
@@ -354,13 +357,21 @@ def counting_features(localizer: Localizer) -> list[int]:
 
 
 def test_cached_and_naive_schedules_give_identical_maps(
-    embedded_voc: Path, tiny_net: CoAttentionNet
+    embedded_voc: Path, tiny_net: CoAttentionNet, tmp_path: Path
 ) -> None:
     cached, plans, names = embedded_setup(embedded_voc, tiny_net, naive=False)
     naive, _, _ = embedded_setup(embedded_voc, tiny_net, naive=True)
-    cached.build_bank(progress=False)
-    assert len(names) == 12
-    assert len(cached.bank) == len(names)
+    with bank_of_all_images(cached, BANK, tmp_path / "bank", SINGLE):
+        assert len(names) == 12
+        assert len(cached.bank) == len(names)
+        assert cached.bank.storage.shape == (len(names), *cached.feature_shape())
+        compare_schedules(cached, naive, plans, names)
+
+
+def compare_schedules(
+    cached: Localizer, naive: Localizer, plans: list[AnchorPlan], names: list[str]
+) -> None:
+    """Every plan's maps equal in both schedules; the cached one makes fewer backbone passes."""
     cached_passes, naive_passes = counting_features(cached), counting_features(naive)
     varying = 0
     for plan in plans:
@@ -383,16 +394,16 @@ def test_localize_writes_one_gray_png_per_image_and_class(
     localizer, plans, names = embedded_setup(embedded_voc, tiny_net, naive=False)
     out = tmp_path / "locmaps"
     with atomic_dir(out) as tmp:
-        localize(localizer, plans, names, tmp)
+        localize(localizer, plans, names, tmp, BANK, out, SINGLE)
 
     labels = read_class_labels(embedded_voc)
     expected = {f"{n}_{c}.png" for n in names for c in labels[n]}
     assert {p.name for p in out.iterdir()} == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locmaps"]  # no temporary left
-    for plan in plans:
-        name = names[plan.index]
-        maps = localizer.maps(plan)
-        for cls, plane in zip(plan.classes, maps, strict=True):
+    with bank_of_all_images(localizer, BANK, out, SINGLE):
+        every_maps = {names[plan.index]: (plan.classes, localizer.maps(plan)) for plan in plans}
+    for name, (classes, maps) in every_maps.items():
+        for cls, plane in zip(classes, maps, strict=True):
             assert locmap_path(out, name, cls) == out / f"{name}_{cls}.png"
             with Image.open(locmap_path(out, name, cls)) as img:
                 assert img.format == "PNG"
@@ -418,7 +429,7 @@ def test_localize_leaves_no_output_when_interrupted(
     monkeypatch.setattr(Localizer, "maps", failing_maps)
     out = tmp_path / "locmaps"
     with pytest.raises(RuntimeError, match="interrupted"), atomic_dir(out) as tmp:
-        localize(localizer, plans, names, tmp)
+        localize(localizer, plans, names, tmp, BANK, out, SINGLE)
     assert len(calls) == 3
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too

@@ -1,6 +1,7 @@
 """DeepLab-LargeFOV: shapes, frozen batch norm, ImageNet and classifier initialisation."""
 
 import math
+import socket
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -154,14 +155,15 @@ def test_imagenet_weights_fill_every_trunk_tensor(tmp_path: Path) -> None:
     assert all(torch.equal(loaded[k], reference[k]) for k in expected)
 
 
-def test_weights_file_is_torchvisions() -> None:
-    assert hub_cache_path(RESNET101_IMAGENET_URL).name == "resnet101-63fe2227.pth"
-
-
-def test_missing_imagenet_weights_never_download(
+def test_missing_imagenet_weights_name_the_file_and_the_param(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)  # the download fails at once
     with pytest.raises(WeightsError) as error:
         build_segmentation_model(RESNET, "imagenet", None, None, seed=0)
     message = str(error.value)

@@ -49,7 +49,9 @@ class ClassifierParams:
     weight_decay: float = param("L2 weight decay", ge=0)
     use_epoch: int = param("0-based epoch whose weights go downstream (paper: 10 of 15)", ge=0)
     nproc: int = param("processes (GPUs) for torchrun DDP", ge=1)
-    num_workers: int = param("data loader workers per process", ge=0)
+    num_workers: int | Literal["auto"] = param(
+        "data loader workers per process; auto: 0 on the CPU, on CUDA min(8, its cores - 1)", ge=0
+    )
     amp: bool = param("bf16 autocast, on CUDA only")
 
     def relations(self) -> list[tuple[bool, str]]:

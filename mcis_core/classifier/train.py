@@ -28,7 +28,14 @@ from mcis_core.common.errors import ConfigError
 from mcis_core.common.layout import TRAIN_AUG, VAL, read_class_labels, read_classes, read_split
 from mcis_core.models.pretrained import imagenet_state_dict, weights_file
 from mcis_core.models.vgg import VGG16_IMAGENET_URL, init_convs_fan_out, load_imagenet_convs
-from mcis_core.training.batches import epoch_batches, shard
+from mcis_core.training.batches import (
+    EpochItems,
+    EpochLoader,
+    data_workers,
+    epoch_batches,
+    loader_options,
+    shard,
+)
 from mcis_core.training.checkpoints import Checkpoints, run_fingerprint
 from mcis_core.training.loop import Record, export_checkpoint, fit
 from mcis_core.training.optim import parameter_groups, set_lr, step_lr
@@ -94,56 +101,57 @@ def train_classifier(
     )
     warmup_set = WarmupDataset(voc_dir, names, labels, *sizes, seed, jitter=params.jitter)
     val_set = ValidationImages(voc_dir, read_split(voc_dir, VAL), labels, *sizes)
+    workers = data_workers(params.num_workers, process.device)
     net = build_model(params, len(classes), seed).to(process.device)
     groups = parameter_groups([net.backbone], net.head_modules(), params.lr, params.lr_multipliers)
     optimizer = torch.optim.SGD(
         groups, momentum=params.momentum, weight_decay=params.weight_decay, nesterov=True
     )
 
-    def run_epoch(objective: nn.Module, epoch: int) -> Record:
-        lr = step_lr(params.lr, epoch, params.lr_steps, params.lr_gamma)
-        set_lr(optimizer, lr)
-        dataset = warmup_set if epoch < params.warmup_epochs else pair_set
-        stats = train_epoch(objective, optimizer, dataset, params, seed, epoch, process)
-        return {"lr": lr, **stats}
+    def batches(epoch: int) -> list[list[int]]:
+        size = 2 * params.batch_size if epoch < params.warmup_epochs else params.batch_size
+        steps = epoch_batches(len(names), size, seed, epoch)
+        return [shard(b, process.rank, process.world) for b in steps]
 
-    return fit(
-        net,
-        MCISObjective(net, params.coattention, params.contrastive),
-        optimizer,
-        params.epochs,
-        run_epoch,
-        lambda: evaluate_classifier(net, val_set, process.device, params.num_workers),
-        checkpoints,
-        process,
-        keep={params.use_epoch},
-        find_unused_parameters=True,  # the gate has no gradient before the contrastive epochs
-    )
+    items = EpochItems({0: warmup_set, params.warmup_epochs: pair_set})  # no warm-up: pairs at 0
+    with EpochLoader(items, batches, workers, process.device) as loader:
+
+        def run_epoch(objective: nn.Module, epoch: int) -> Record:
+            lr = step_lr(params.lr, epoch, params.lr_steps, params.lr_gamma)
+            set_lr(optimizer, lr)
+            stats = train_epoch(objective, optimizer, loader, params, epoch, process)
+            return {"lr": lr, **stats}
+
+        return fit(
+            net,
+            MCISObjective(net, params.coattention, params.contrastive),
+            optimizer,
+            params.epochs,
+            run_epoch,
+            lambda: evaluate_classifier(net, val_set, process.device, workers),
+            checkpoints,
+            process,
+            keep={params.use_epoch},
+            find_unused_parameters=True,  # the gate has no gradient before the contrastive epochs
+        )
 
 
 def train_epoch(
     objective: nn.Module,
     optimizer: torch.optim.Optimizer,
-    dataset: PairDataset | WarmupDataset,
+    loader: EpochLoader,
     params: ClassifierParams,
-    seed: int,
     epoch: int,
     process: Process,
 ) -> Record:
     """One pass over the training pairs (or warm-up images); returns each loss term's mean."""
     objective.train()
-    dataset.set_epoch(epoch)
-    warmup = isinstance(dataset, WarmupDataset)
-    batch_size = 2 * params.batch_size if warmup else params.batch_size
-    batches = [
-        shard(b, process.rank, process.world)
-        for b in epoch_batches(len(dataset), batch_size, seed, epoch)
-    ]
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=params.num_workers)
+    warmup = epoch < params.warmup_epochs
+    batches = loader.epoch(epoch)
     contrastive_now = params.contrastive and epoch >= params.contrastive_from_epoch
     amp = params.amp and process.device.type == "cuda"
     sums: dict[str, float] = defaultdict(float)
-    for batch in tqdm(loader, desc=f"epoch {epoch}", unit="step", disable=not process.is_main):
+    for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", disable=not process.is_main):
         batch = {k: v.to(process.device, non_blocking=True) for k, v in batch.items()}
         views = [batch[f"view{i}"] for i in range(len(params.views))] if not warmup else []
         comp_active = (False, False)
@@ -173,10 +181,12 @@ def train_epoch(
 def evaluate_classifier(
     net: CoAttentionNet, dataset: ValidationImages, device: torch.device, num_workers: int
 ) -> Record:
-    """Validation loss, mAP and macro F1 at 0.5 of the single-image branch."""
+    """Validation loss, mAP and macro F1 at 0.5 of the single-image branch (its workers, if
+    any, start anew each time: they would sit idle through every training epoch)."""
     net.eval()
     logits, targets = [], []
-    loader = DataLoader(dataset, batch_size=VALIDATION_BATCH, num_workers=num_workers)
+    options = loader_options(num_workers, device, persistent=False)
+    loader = DataLoader(dataset, batch_size=VALIDATION_BATCH, **options)
     for images, labels in loader:
         logits.append(global_average(net.cam(net.features(images.to(device)))).float().cpu())
         targets.append(labels)

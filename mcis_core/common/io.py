@@ -34,14 +34,23 @@ def remove_stale_scratch(dest: Path) -> None:
         shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
 
 
+def shared_scratch(dest: Path) -> Path:
+    """The temporary sibling of `dest` with a fixed name, which other processes can find."""
+    return dest.parent / f"{scratch_prefix(dest)}shared"
+
+
 @contextlib.contextmanager
-def scratch_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `dest`, removed afterwards (and by the next run if this
-    one is killed)."""
+def scratch_dir(dest: str | Path, shared: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `dest` (at `shared_scratch(dest)` if `shared`), removed
+    afterwards (and by the next run if this one is killed)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_scratch(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix(dest), dir=dest.parent))
+    if shared:
+        tmp = shared_scratch(dest)
+        tmp.mkdir()
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix(dest), dir=dest.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would make outputs private to their writer
     try:
         yield tmp
@@ -50,10 +59,11 @@ def scratch_dir(dest: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder that replaces `dest` when the block succeeds."""
+def atomic_dir(dest: str | Path, shared: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder (see `scratch_dir`) that replaces `dest` when the block
+    succeeds."""
     dest = Path(dest)
-    with scratch_dir(dest) as tmp:
+    with scratch_dir(dest, shared) as tmp:
         yield tmp
         if dest.exists():
             shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()

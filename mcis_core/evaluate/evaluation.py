@@ -6,6 +6,10 @@ Each image goes through multi-scale, sliding-window, flip inference
 format the VOC evaluation server takes). With ground truth, confusion matrices of
 both are summed over the split (docs/method.md §7.3), and a few overlays of image,
 ground truth and prediction are kept for the README and `dvc plots`.
+
+Several processes share the split: each predicts every world-th image into one folder,
+their confusion matrices are summed and the overlays gathered in the main process, so
+that the outputs equal a single process's.
 """
 
 from __future__ import annotations
@@ -28,13 +32,20 @@ from mcis_core.evaluate.inference import predict_probs
 from mcis_core.evaluate.params import EvaluateParams
 from mcis_core.models.inputs import imagenet_normalize
 from mcis_core.scoring.segmentation import confusion_matrix
+from mcis_core.training.process import (
+    Process,
+    gather_to_main,
+    shard,
+    sum_across_processes,
+)
 
 CELL_PIXELS = 16  # side of one cell of the confusion-matrix image
 
 
 @dataclass
 class Evaluation:
-    """Summed confusion matrices (None without ground truth) and the kept overlays."""
+    """Confusion matrices summed over the split (None without ground truth) and the kept
+    overlays (in the main process only)."""
 
     confusion: np.ndarray | None = None
     confusion_crf: np.ndarray | None = None
@@ -67,16 +78,20 @@ def evaluate_split(
     out: Path,
     params: EvaluateParams,
     with_truth: bool,
+    process: Process,
 ) -> Evaluation:
-    """Write out/<name>.png (CRF labels) for every image; score them if possible."""
+    """Write out/<name>.png (CRF labels) for this process's share of the images; score all of
+    them if possible."""
     result = Evaluation()
     num_classes = net.config.num_classes
     if with_truth:
         result.confusion = np.zeros((num_classes, num_classes), np.int64)
         result.confusion_crf = np.zeros_like(result.confusion)
     net.eval()
+    share = shard(len(names), process)
     with torch.no_grad():
-        for index, name in enumerate(tqdm(names, desc="evaluate", unit="img")):
+        for index in tqdm(share, desc="evaluate", unit="img", disable=not process.is_main):
+            name = names[index]
             rgb = read_rgb(image_path(voc_dir, name))
             plain, refined = predict(net, rgb, params)
             save_mask(label_path(out, name), refined)
@@ -87,6 +102,17 @@ def evaluate_split(
             result.confusion_crf += confusion_matrix(refined, truth, num_classes)
             if index < params.examples:
                 result.overlays[name] = overlay(rgb, truth, refined)
+    return combined(result, names, process)
+
+
+def combined(own: Evaluation, names: Sequence[str], process: Process) -> Evaluation:
+    """The processes' evaluations as one: confusion matrices summed (in every process), the
+    overlays gathered in the main process, in list order."""
+    overlays = gather_to_main(own.overlays)
+    result = Evaluation(overlays={name: overlays[name] for name in names if name in overlays})
+    if own.confusion is not None:
+        result.confusion = sum_across_processes(own.confusion, process.device)
+        result.confusion_crf = sum_across_processes(own.confusion_crf, process.device)
     return result
 
 

@@ -35,3 +35,4 @@ class EvaluateParams:
     flip: bool = param("also average the mirrored image")
     crf: CrfParams = param("the dense CRF")
     examples: int = param("overlays of image, truth, prediction in metrics/evaluate_plots", ge=0)
+    nproc: int = param("processes (GPUs) that share the images", ge=1)

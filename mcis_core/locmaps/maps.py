@@ -15,12 +15,12 @@ input-size features of every training image are computed first and serve as that
 image's anchor features and as partner features for every other image. The naive
 schedule recomputes both images' features for every pairing, as the original did.
 Features are computed one image per call in both schedules, so they are bitwise the
-same and so are the maps.
+same and so are the maps. The bank's placement and precision are parameters (bank.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from mcis_core.classifier.network import CoAttentionNet
 from mcis_core.common.io import save_gray
 from mcis_core.common.layout import image_path
 from mcis_core.common.paths import locmap_path
+from mcis_core.locmaps.bank import FeatureBank
 from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
 
 MAX_VALUE = 255.0  # the maps are saved as 8-bit images
@@ -160,7 +161,7 @@ class Localizer:
     ) -> None:
         self.net, self.source, self.view_scales = net.eval(), source, tuple(view_scales)
         self.view_gate, self.device, self.naive = view_gate, device, naive
-        self.bank: list[torch.Tensor] = []
+        self.bank: FeatureBank | None = None
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """(1, C, h, w) features of one (3, s, s) [0, 1] image."""
@@ -173,15 +174,18 @@ class Localizer:
         return self.bank[index]
 
     @torch.no_grad()
-    def build_bank(self, progress: bool = True) -> None:
-        """Input-size features of every image, once (the cached schedule's first pass)."""
-        if self.naive:
-            return
-        indices = range(len(self.source.names))
-        self.bank = [
-            self.features(self.source.image(i))
-            for i in tqdm(indices, desc="features", unit="img", disable=not progress)
-        ]
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of the input-size features."""
+        size = self.source.input_size
+        return tuple(self.features(torch.zeros(3, size, size)).shape[1:])
+
+    @torch.no_grad()
+    def build_bank(self, bank: FeatureBank, indices: Iterable[int], progress: bool = True) -> None:
+        """Put images `indices`' input-size features into `bank` (the cached schedule's first
+        pass) and use the bank from now on."""
+        for i in tqdm(indices, desc="features", unit="img", disable=not progress):
+            bank.put(i, self.features(self.source.image(i)))
+        self.bank = bank
 
     @torch.no_grad()
     def maps(self, plan: AnchorPlan) -> torch.Tensor:
@@ -192,7 +196,7 @@ class Localizer:
             self.features(v)
             for v in anchor_views(original, self.source.input_size, self.view_scales)
         ]
-        cached = None if self.naive else self.bank[plan.index]
+        cached = None if self.naive else self.input_features(plan.index)
 
         def anchor() -> torch.Tensor:
             return cached if cached is not None else self.features(image)
@@ -218,12 +222,3 @@ def write_maps(folder: Path, image: str, classes: Sequence[int], maps: torch.Ten
     """Save one grayscale PNG per (image, class)."""
     for cls, plane in zip(classes, maps, strict=True):
         save_gray(locmap_path(folder, image, cls), plane.numpy())
-
-
-def localize(
-    localizer: Localizer, plans: Sequence[AnchorPlan], names: Sequence[str], out: Path
-) -> None:
-    """Write the maps of every planned image into the folder `out`."""
-    localizer.build_bank()
-    for plan in tqdm(plans, desc="localization maps", unit="img"):
-        write_maps(out, names[plan.index], plan.classes, localizer.maps(plan))

@@ -15,10 +15,11 @@ import math
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights
+
+from mcis_core.models.pretrained import VGG16_IMAGENET
 
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (channels, convs) per block
-VGG16_IMAGENET_URL = VGG16_Weights.IMAGENET1K_V1.url  # .../vgg16-397923af.pth
+VGG16_IMAGENET_URL = VGG16_IMAGENET.url  # .../vgg16-397923af.pth
 # indices of the 13 convs in torchvision's vgg16().features
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 

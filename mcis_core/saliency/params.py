@@ -22,8 +22,15 @@ class SaliencyComputeParams:
 class SaliencyParams:
     """Where the saliency maps come from."""
 
-    source: Literal["compute", "fetch"] = param("compute: MB+; fetch: an archive of maps")
+    source: Literal["compute", "fetch", "folder", "ground_truth"] = param(
+        "compute: MB+; fetch: an archive of maps; folder: a local folder of maps; "
+        "ground_truth: the aug masks' foreground, leaks labels (an upper bound, analysis only)"
+    )
     fetch: RemoteFile | None = param("archive of <image>.png maps, for source: fetch")
+    folder: str | None = param(
+        "folder of <image>.png maps, for source: folder (copied into the stage output; "
+        "DVC does not watch its contents)"
+    )
     compute: SaliencyComputeParams = param("MB+ settings, for source: compute")
 
     def relations(self) -> list[tuple[bool, str]]:
@@ -31,5 +38,9 @@ class SaliencyParams:
             (
                 self.source == "fetch" and self.fetch is None,
                 "fetch: required when saliency.source is fetch",
-            )
+            ),
+            (
+                self.source == "folder" and not self.folder,
+                "folder: required when saliency.source is folder",
+            ),
         ]

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet101_Weights, resnet101
+from torchvision.models import resnet101
 from torchvision.ops import FrozenBatchNorm2d
 
 from mcis_core.models.export import load_network, read_exported
-from mcis_core.models.pretrained import imagenet_state_dict
+from mcis_core.models.pretrained import RESNET101_IMAGENET, imagenet_state_dict
 from mcis_core.models.vgg import VGGD1
 
 RESNET101, NARROW = "resnet101", "narrow"
@@ -40,7 +40,7 @@ MIN_HEAD_CHANNELS = 16
 # torchvision's ResNet up to layer4: the names keep ImageNet state dict keys valid
 RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 RESNET101_CHANNELS = 2048
-RESNET101_IMAGENET_URL = ResNet101_Weights.IMAGENET1K_V1.url  # .../resnet101-63fe2227.pth
+RESNET101_IMAGENET_URL = RESNET101_IMAGENET.url  # .../resnet101-63fe2227.pth
 EXPORT_KIND = "segmentation"
 PRETRAINED_PARAM = "segmentation.pretrained_path"
 

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mcis_core.common.io import read_gray
@@ -35,7 +34,7 @@ from mcis_core.segmentation.network import (
     build_segmentation_model,
 )
 from mcis_core.segmentation.params import SegmentationParams
-from mcis_core.training.batches import epoch_batches, shard
+from mcis_core.training.batches import EpochItems, EpochLoader, data_workers, epoch_batches, shard
 from mcis_core.training.checkpoints import Checkpoints, run_fingerprint
 from mcis_core.training.loop import Record, export_checkpoint, fit
 from mcis_core.training.optim import parameter_groups, poly_lr, set_lr
@@ -106,23 +105,50 @@ def train_segmentation(
     steps_per_epoch = len(train_set) // params.batch_size
     total_steps = params.epochs * steps_per_epoch
 
-    def run_epoch(model: nn.Module, epoch: int) -> Record:
-        stats = train_epoch(model, optimizer, train_set, params, seed, epoch, process)
-        lr = poly_lr(params.lr, (epoch + 1) * steps_per_epoch, total_steps, params.lr_power)
-        return {"lr": lr, **stats}
+    def batches(epoch: int) -> list[list[int]]:
+        return micro_batches(len(train_set), params, seed, epoch, process)
 
     def validate() -> Record:
         return {"val_miou": validation_miou(net, voc_dir, val_names, process.device)}
 
-    return fit(
-        net, net, optimizer, params.epochs, run_epoch, validate, checkpoints, process, keep=set()
-    )
+    workers = data_workers(params.num_workers, process.device)
+    with EpochLoader(EpochItems({0: train_set}), batches, workers, process.device) as loader:
+
+        def run_epoch(model: nn.Module, epoch: int) -> Record:
+            stats = train_epoch(model, optimizer, loader, params, seed, epoch, process)
+            lr = poly_lr(params.lr, (epoch + 1) * steps_per_epoch, total_steps, params.lr_power)
+            return {"lr": lr, **stats}
+
+        return fit(
+            net,
+            net,
+            optimizer,
+            params.epochs,
+            run_epoch,
+            validate,
+            checkpoints,
+            process,
+            keep=set(),
+        )
+
+
+def micro_batches(
+    num_items: int, params: SegmentationParams, seed: int, epoch: int, process: Process
+) -> list[list[int]]:
+    """This process's micro-batches of the epoch: `accumulation` per optimiser step."""
+    micro = params.batch_size // (params.accumulation * process.world)
+    return [
+        part[i : i + micro]
+        for step in epoch_batches(num_items, params.batch_size, seed, epoch)
+        for part in [shard(step, process.rank, process.world)]
+        for i in range(0, len(part), micro)
+    ]
 
 
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    dataset: SegmentationTrainSet,
+    loader: EpochLoader,
     params: SegmentationParams,
     seed: int,
     epoch: int,
@@ -130,22 +156,16 @@ def train_epoch(
 ) -> Record:
     """One pass over the labelled images; returns the mean loss."""
     model.train()
-    dataset.set_epoch(epoch)
     torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))  # dropout
-    steps = epoch_batches(len(dataset), params.batch_size, seed, epoch)
-    steps_per_epoch, total = len(steps), params.epochs * len(steps)
-    micro = params.batch_size // (params.accumulation * process.world)
-    batches = [
-        part[i : i + micro]
-        for step in steps
-        for part in [shard(step, process.rank, process.world)]
-        for i in range(0, len(part), micro)
-    ]
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=params.num_workers)
+    batches = loader.epoch(epoch)
+    steps_per_epoch = len(batches) // params.accumulation
+    total = params.epochs * steps_per_epoch
     amp = params.amp and process.device.type == "cuda"
     loss_sum = 0.0
-    bar = tqdm(total=len(steps), desc=f"epoch {epoch}", unit="step", disable=not process.is_main)
-    for index, batch in enumerate(loader):
+    bar = tqdm(
+        total=steps_per_epoch, desc=f"epoch {epoch}", unit="step", disable=not process.is_main
+    )
+    for index, batch in enumerate(batches):
         step, part = divmod(index, params.accumulation)
         if part == 0:
             lr = poly_lr(params.lr, epoch * steps_per_epoch + step, total, params.lr_power)
@@ -163,7 +183,7 @@ def train_epoch(
             optimizer.step()
             bar.update()
     bar.close()
-    return mean_across_processes({"train_loss": loss_sum / max(len(steps), 1)}, process.device)
+    return mean_across_processes({"train_loss": loss_sum / max(steps_per_epoch, 1)}, process.device)
 
 
 @torch.no_grad()

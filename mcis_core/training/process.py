@@ -4,11 +4,12 @@ environment, and DDP averages gradients. Also seeding and the reductions over pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from mcis_core.common.cli import ERRORS_DIR_ENV
+from mcis_core.common.io import atomic_dir, shared_scratch
 
 
 def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
@@ -152,3 +154,19 @@ def gather_to_main(items: dict) -> dict:
     if gathered is None:
         return {}
     return {k: v for part in gathered for k, v in part.items()}
+
+
+@contextlib.contextmanager
+def shared_atomic_dir(dest: Path, process: Process) -> Iterator[Path]:
+    """`atomic_dir` for every process of a run: the main process makes the temporary folder
+    (at a name the others know), all write into it, and it replaces `dest` once every process
+    has left the block."""
+    if not process.is_main:
+        barrier()  # the main process has made the folder
+        yield shared_scratch(dest)
+        barrier()
+        return
+    with atomic_dir(dest, shared=True) as tmp:
+        barrier()
+        yield tmp
+        barrier()
