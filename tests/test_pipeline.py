@@ -174,3 +174,18 @@ def test_fully_supervised_experiment_trains_on_the_masks(project: Path) -> None:
     assert "Running stage 'train_segmentation'" in out and "Running stage 'evaluate'" in out
     for upstream in ("saliency", "train_classifier", "locmaps", "pseudo_gt"):
         assert f"Running stage '{upstream}'" not in out
+
+
+def test_a_fresh_clone_previews_every_stage_without_running_any(tmp_path: Path) -> None:
+    """The README's preview on a clone without outputs (plain `--dry` trips over DVC #9021)."""
+    write_tiny_project(tmp_path)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fresh"],
+    ):
+        _run(cmd, tmp_path)
+    stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
+    out = _run(["dvc", "repro", "--dry", "--force-downstream"], tmp_path)
+    assert re.findall(r"Running stage '(\w+)'", out) == list(stages)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()

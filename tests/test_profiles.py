@@ -114,11 +114,28 @@ def test_paper_profile_fits_a_16_gb_gpu(key: str, value: object) -> None:
     assert lookup(composed("profile=paper"), key) == value
 
 
-@pytest.mark.parametrize("profile", ["default", "paper"])
-def test_every_profile_passes_check_params(profile: str, tmp_path: Path) -> None:
+# the README's commands
+EIGHT_GPUS = [
+    "classifier.nproc=5",
+    "locmaps.nproc=8",
+    "locmaps.bank.placement=device",
+    "segmentation.nproc=5",
+    "segmentation.accumulation=2",
+    "evaluate.nproc=8",
+]
+COMMANDS = {"default": [], "paper": ["profile=paper"], "paper8": ["profile=paper", *EIGHT_GPUS]}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_documented_command_passes_check_params(command: str, tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(composed(f"profile={profile}"), sort_keys=False))
+    path.write_text(yaml.safe_dump(composed(*COMMANDS[command]), sort_keys=False))
     check_params_file(SECTIONS, path)
+
+
+def test_the_readme_shows_the_eight_gpu_command() -> None:
+    readme = (CONF.parent / "README.md").read_text()
+    assert all(f"-S {override}" in readme for override in EIGHT_GPUS)
 
 
 def test_paper_profile_changes_only_what_the_original_sets() -> None:

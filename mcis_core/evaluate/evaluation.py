@@ -35,7 +35,7 @@ from mcis_core.scoring.segmentation import confusion_matrix
 from mcis_core.training.process import (
     Process,
     gather_to_main,
-    shard,
+    process_share,
     sum_across_processes,
 )
 
@@ -88,7 +88,7 @@ def evaluate_split(
         result.confusion = np.zeros((num_classes, num_classes), np.int64)
         result.confusion_crf = np.zeros_like(result.confusion)
     net.eval()
-    share = shard(len(names), process)
+    share = process_share(len(names), process)
     with torch.no_grad():
         for index in tqdm(share, desc="evaluate", unit="img", disable=not process.is_main):
             name = names[index]

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from mcis_core.common.io import scratch_dir
 from mcis_core.locmaps.params import BankParams
-from mcis_core.training.process import Process, shard
+from mcis_core.training.process import Process, process_share
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 PLACES = {"device": "on the device", "host": "in host memory", "disk": "in a memory-mapped file"}
@@ -96,12 +96,12 @@ def open_bank(
 
 
 def share_rows(bank: FeatureBank, process: Process) -> None:
-    """Give every process every row: each process filled its `shard` of the rows and
+    """Give every process every row: each process filled its `process_share` of the rows and
     broadcasts them to the others, through the device its collectives run on."""
     if process.world == 1:
         return
     for owner in range(process.world):
-        for index in shard(len(bank), replace(process, rank=owner)):
+        for index in process_share(len(bank), replace(process, rank=owner)):
             row = bank.storage[index].to(process.device)
             dist.broadcast(row, src=owner)
             bank.storage[index].copy_(row)

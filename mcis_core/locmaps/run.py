@@ -1,6 +1,6 @@
 """The `locmaps` stage's work in each of its processes (docs/method.md §4).
 
-Each process computes the bank features of every world-th image (`shard`), the bank's rows
+Each process computes the bank features of every world-th image (`process_share`), the bank's rows
 are then broadcast so that every process holds all of them, and each process writes the
 maps of every world-th planned image into the one temporary folder the main process made
 (`shared_atomic_dir`).
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from mcis_core.locmaps.bank import open_bank, share_rows
 from mcis_core.locmaps.maps import AnchorPlan, Localizer, write_maps
 from mcis_core.locmaps.params import BankParams
-from mcis_core.training.process import Process, shard
+from mcis_core.training.process import Process, process_share
 
 
 @contextlib.contextmanager
@@ -36,7 +36,7 @@ def bank_of_all_images(
     with open_bank(count, shape, params, localizer.device, scratch) as bank:
         if process.is_main:
             print(bank.describe(params.placement))
-        localizer.build_bank(bank, shard(count, process))
+        localizer.build_bank(bank, process_share(count, process))
         share_rows(bank, process)
         try:
             yield
@@ -57,6 +57,6 @@ def localize(
     a disk bank lies in a scratch folder beside the path `beside`, one per process."""
     scratch = beside.with_name(f"{beside.name}_bank_{process.rank}")
     with bank_of_all_images(localizer, bank, scratch, process):
-        for k in tqdm(shard(len(plans), process), desc="localization maps", unit="img"):
+        for k in tqdm(process_share(len(plans), process), desc="localization maps", unit="img"):
             plan = plans[k]
             write_maps(out, names[plan.index], plan.classes, localizer.maps(plan))

@@ -129,7 +129,7 @@ def mean_across_processes(values: dict[str, float], device: torch.device) -> dic
     return {k: v / dist.get_world_size() for k, v in zip(keys, tensor.tolist(), strict=True)}
 
 
-def shard(count: int, process: Process) -> range:
+def process_share(count: int, process: Process) -> range:
     """This process's share of `count` items: every world-th one from its rank on, so the
     processes' loads stay even when items get slower along a sorted list."""
     return range(process.rank, count, process.world)
