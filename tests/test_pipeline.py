@@ -47,7 +47,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ):
         _run(cmd, repo)
     _run(["dvc", "repro"], repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
     return repo
+
+
+def _experiment(project: Path, override: str) -> str:
+    """`dvc exp run -S override`'s output; the workspace is then put back to the baseline, as
+    each `dvc exp run` composes its params from conf/ (the baseline) and its own `-S` only."""
+    out = _run(["dvc", "exp", "run", "-S", override], project)
+    _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
+    _run(["dvc", "checkout", "--force"], project)
+    return out
 
 
 def test_repro_builds_every_stage(project: Path) -> None:
@@ -156,21 +167,21 @@ def test_saliency_param_change_reruns_only_saliency(project: Path) -> None:
 
 
 def test_classifier_experiment_reruns_only_the_classifier(project: Path) -> None:
-    out = _run(["dvc", "exp", "run", "-S", "classifier.lr=0.02"], project)
+    out = _experiment(project, "classifier.lr=0.02")
     assert "Running stage 'train_classifier'" in out
     assert "Running stage 'download'" not in out and "Running stage 'saliency'" not in out
     assert "0.02" in _run(["dvc", "exp", "show", "--csv"], project)
 
 
 def test_pseudo_gt_experiment_reruns_only_pseudo_gt(project: Path) -> None:
-    out = _run(["dvc", "exp", "run", "-S", "pseudo_gt.rules.score_floor=0.25"], project)
+    out = _experiment(project, "pseudo_gt.rules.score_floor=0.25")
     assert "Running stage 'pseudo_gt'" in out
     for upstream in ("download", "saliency", "train_classifier", "locmaps"):
         assert f"Running stage '{upstream}'" not in out
 
 
 def test_fully_supervised_experiment_trains_on_the_masks(project: Path) -> None:
-    out = _run(["dvc", "exp", "run", "-S", "segmentation.labels=gt"], project)
+    out = _experiment(project, "segmentation.labels=gt")
     assert "Running stage 'train_segmentation'" in out and "Running stage 'evaluate'" in out
     for upstream in ("saliency", "train_classifier", "locmaps", "pseudo_gt"):
         assert f"Running stage '{upstream}'" not in out

@@ -1,4 +1,5 @@
-"""A copy of the working tree with tiny params: the real stages run on it in seconds."""
+"""A copy of the working tree with tiny params (in params.yaml and in conf/config.yaml, which
+`dvc exp run` composes): the real stages run on it in seconds."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def write_tiny_project(dest: Path, override: dict | None = None) -> None:
             shutil.copy2(REPO / name, dest / name)
     shutil.rmtree(dest / "metrics", ignore_errors=True)
     (dest / "dvc.lock").unlink(missing_ok=True)
-    params = merged(yaml.safe_load((dest / "params.yaml").read_text()), TINY)
-    params = merged(params, override or {})
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # `dvc exp run` composes params.yaml from conf/config.yaml (Hydra): both get the values
+    for name in ("params.yaml", "conf/config.yaml"):
+        params = merged(yaml.safe_load((dest / name).read_text()), TINY)
+        params = merged(params, override or {})
+        (dest / name).write_text(yaml.safe_dump(params, sort_keys=False))
