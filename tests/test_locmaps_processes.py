@@ -4,9 +4,12 @@ writes the same maps and metrics, byte for byte, as in one process."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from unittest import mock
 
 import pytest
 import yaml
@@ -15,7 +18,6 @@ from mcis_core.classifier.network import EXPORT_KIND, ModelConfig
 from mcis_core.common.layout import read_classes
 from mcis_core.common.paths import METRICS_DIR, stage_paths
 from mcis_core.models.export import Exported, save_exported
-from stages import locmaps as stage
 from tests.params import PARAMS_FILE
 from tests.test_locmaps import INPUT_SIZE, NUM_CLASSES, VIEWS, lively_net
 
@@ -52,11 +54,20 @@ def outputs(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(files)}
 
 
+def locmaps_stage() -> ModuleType:
+    """stages.locmaps, without the CPU-kernel pin its package puts in os.environ: torch is
+    loaded in this process already, so the pin would reach only the child processes, which
+    would then run other kernels than the single-process run here."""
+    with mock.patch.dict(os.environ):
+        from stages import locmaps
+    return locmaps
+
+
 def run_stage_in(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     with monkeypatch.context() as patch:
         patch.chdir(root)
         patch.setenv("OMP_NUM_THREADS", "1")  # the processes do not fight for the cores
-        stage.main()
+        locmaps_stage().main()
     return outputs(root)
 
 
