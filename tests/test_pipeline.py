@@ -40,16 +40,16 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git repository holding the current working tree with tiny params, committed."""
     repo = tmp_path_factory.mktemp("clone")
     write_tiny_project(repo)
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"],
-    ):
-        _run(cmd, repo)
+    _run(["git", "init", "-q"], repo)
+    _commit_all(repo, "tiny")
     _run(["dvc", "repro"], repo)
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
+    _commit_all(repo, "baseline")
     return repo
+
+
+def _commit_all(repo: Path, message: str) -> None:
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], repo)
 
 
 def _experiment(project: Path, override: str) -> str:
@@ -190,12 +190,8 @@ def test_fully_supervised_experiment_trains_on_the_masks(project: Path) -> None:
 def test_a_fresh_clone_previews_every_stage_without_running_any(tmp_path: Path) -> None:
     """The README's preview on a clone without outputs (plain `--dry` trips over DVC #9021)."""
     write_tiny_project(tmp_path)
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fresh"],
-    ):
-        _run(cmd, tmp_path)
+    _run(["git", "init", "-q"], tmp_path)
+    _commit_all(tmp_path, "fresh")
     stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
     out = _run(["dvc", "repro", "--dry", "--force-downstream"], tmp_path)
     assert re.findall(r"Running stage '(\w+)'", out) == list(stages)
