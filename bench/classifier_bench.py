@@ -17,7 +17,6 @@ import sys
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from mcis_core.classifier.loss import MCISObjective
 from mcis_core.classifier.params import ClassifierParams
@@ -63,24 +62,6 @@ def training_step(
     optimizer.step()
 
 
-def step_flops(
-    objective: MCISObjective, optimizer: torch.optim.Optimizer, batch: dict, reuse_anchor: bool
-) -> int:
-    with FlopCounterMode(display=False) as counter:
-        training_step(objective, optimizer, batch, reuse_anchor)
-    return counter.get_total_flops()
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """The machine's float32 matmul throughput, as a yardstick."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
-
-
 def main(steps: int = 6) -> dict:
     cfg = load_section("classifier", ClassifierParams)
     net = build_model(cfg, NUM_CLASSES, seed=0)
@@ -94,7 +75,6 @@ def main(steps: int = 6) -> dict:
             training_step(objective, optimizer, batch, reuse)
             if round_ > 0:  # the first round warms up allocators and kernels
                 seconds[reuse] += time.perf_counter() - started
-    flops = step_flops(objective, optimizer, batch, reuse_anchor=True)
     units_shared = 1 + 1 + sum(s * s for s in cfg.views)
     units_original = units_shared + 3
     result = {
@@ -104,9 +84,6 @@ def main(steps: int = 6) -> dict:
         "original_steps_per_s": steps / seconds[False],
         "speedup": seconds[False] / seconds[True],
         "bound": units_original / units_shared,
-        "step_gflop": flops / 1e9,
-        "achieved_gflops": flops / 1e9 / (seconds[True] / steps),
-        "matmul_gflops": matmul_gflops(),
     }  # fmt: skip
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mcis_core.common.cli import run_stage
 from mcis_core.common.io import write_json
+from mcis_core.common.parallel import cpu_workers
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
 from mcis_core.dataset.params import DataParams
@@ -23,7 +24,7 @@ def main() -> None:
     if data.source == "voc2012":
         prepare_voc2012(data.voc2012, Path(base.download_cache), out)
     else:
-        prepare_embedded(data.embedded, base.seed, out)
+        prepare_embedded(data.embedded, base.seed, out, cpu_workers(base.workers))
     write_json(METRICS_DIR / "dataset.json", dataset_stats(out))
 
 

@@ -12,6 +12,7 @@ import math
 from mcis_core.common.cli import run_stage
 from mcis_core.common.io import atomic_dir, write_json
 from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_class_labels, read_classes, read_split
+from mcis_core.common.parallel import cpu_workers
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
 from mcis_core.pseudo_gt.labels import PseudoGtSummary, make_pseudo_labels
@@ -38,6 +39,7 @@ def main() -> None:
             labels,
             cfg.rules,
             skip_missing=cfg.on_missing == "skip",
+            workers=cpu_workers(base.workers),
         )
         quality = evaluate_pseudo_labels(
             paths.voc, labels, read_split(paths.voc, TRAIN), num_classes

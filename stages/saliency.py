@@ -18,6 +18,7 @@ import pandas as pd
 from mcis_core.common.cli import run_stage
 from mcis_core.common.io import atomic_dir, atomic_file, write_json
 from mcis_core.common.layout import TRAIN, TRAIN_AUG, read_split
+from mcis_core.common.parallel import cpu_workers
 from mcis_core.common.params import BaseParams, load_section
 from mcis_core.common.paths import METRICS_DIR, stage_paths
 from mcis_core.saliency.maps import (
@@ -49,7 +50,7 @@ def main() -> None:
             print(GROUND_TRUTH_WARNING, file=sys.stderr)
             ground_truth_saliency_maps(paths.voc, names, maps)
         else:
-            compute_saliency_maps(paths.voc, names, maps, cfg.compute)
+            compute_saliency_maps(paths.voc, names, maps, cfg.compute, cpu_workers(base.workers))
         scores = evaluate_saliency_maps(paths.voc, read_split(paths.voc, TRAIN), maps)
         write_metrics(scores)
 

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from mcis_core.classifier.params import ClassifierParams
 from mcis_core.classifier.train import train_classifier, training_fingerprint
 from mcis_core.training.checkpoints import Checkpoints
-from mcis_core.training.process import init_process
+from mcis_core.training.process import MACHINE_THREADS, init_process
 
 
 def train_rank(
@@ -36,14 +36,17 @@ def train_rank(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
         CUDA_VISIBLE_DEVICES="",  # gloo on the CPU even where a GPU exists
     )
-    torch.set_num_threads(1)
     try:
         process = init_process()
         try:
             if (process.rank, process.world, process.device.type) != (rank, world, "cpu"):
                 raise RuntimeError(f"init_process gave {process}, expected rank {rank} of {world}")
+            threads = max(1, MACHINE_THREADS // world)
+            if torch.get_num_threads() != threads:  # the processes share the machine's threads
+                raise RuntimeError(f"{torch.get_num_threads()} threads, expected {threads}")
             checkpoints = Checkpoints(folder, training_fingerprint(params, seed, voc_dir))
             train_classifier(params, seed, voc_dir, checkpoints, process)
         finally:

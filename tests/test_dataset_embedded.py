@@ -34,6 +34,14 @@ def test_generation_is_deterministic_and_seed_dependent() -> None:
     assert any(not np.array_equal(a.image, c.image) for a, c in zip(first, other, strict=True))
 
 
+def test_worker_processes_draw_the_same_samples_in_order() -> None:
+    alone, shared = list(generate(SMALL, seed=3)), list(generate(SMALL, seed=3, workers=2))
+    assert [s.name for s in shared] == [s.name for s in alone]
+    for a, b in zip(alone, shared, strict=True):
+        assert a.split == b.split and np.array_equal(a.image, b.image), a.name
+        assert np.array_equal(a.mask, b.mask), a.name
+
+
 def test_samples_follow_size_split_and_label_rules() -> None:
     samples = list(generate(SMALL, seed=0))
     assert [s.split for s in samples] == ["train"] * 3 + ["aug"] * 3 + ["val"] * 2

@@ -69,6 +69,34 @@ def test_padding_to_the_window_is_cropped_off() -> None:
     assert_close_to_scale(probs, expected, rtol=RTOL)
 
 
+def test_without_padding_a_small_image_is_the_plain_forward_at_its_own_size() -> None:
+    net, image = strided_net(), torch.randn(3, 13, 19)
+    unpadded = predict_probs(
+        net, image, scales=(1.0,), window=32, stride_ratio=STRIDE_RATIO, flip=False,
+        pad_to_window=False,
+    )  # fmt: skip
+    with torch.no_grad():
+        logits = F.interpolate(net(image[None]), (13, 19), mode="bilinear", align_corners=False)
+    assert_close_to_scale(unpadded, torch.softmax(logits, 1)[0], rtol=RTOL)
+    padded = predict_probs(
+        net, image, scales=(1.0,), window=32, stride_ratio=STRIDE_RATIO, flip=False
+    )
+    assert not torch.allclose(padded, unpadded, atol=1e-3)  # the mean-colour border shows
+
+
+def test_without_padding_a_long_side_still_slides() -> None:
+    net, image = pointwise_net(), torch.randn(3, 13, 50)
+    scales = (0.5, 1.0, 1.5)
+    sliding = predict_probs(
+        net, image, scales=scales, window=16, stride_ratio=STRIDE_RATIO, flip=True,
+        pad_to_window=False,
+    )  # fmt: skip
+    whole = predict_probs(
+        net, image, scales=scales, window=80, stride_ratio=STRIDE_RATIO, flip=True
+    )
+    assert_close_to_scale(sliding, whole, rtol=RTOL)
+
+
 def test_sliding_windows_match_one_big_window_for_a_pointwise_net() -> None:
     net, image = pointwise_net(), torch.randn(3, 37, 50)
     scales = (0.5, 1.0, 1.5)

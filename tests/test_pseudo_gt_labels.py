@@ -90,12 +90,15 @@ def test_hand_expectations_agree_with_the_rules() -> None:
         assert np.array_equal(direct_label(name), EXPECTED[name]), name
 
 
-def test_make_pseudo_labels_writes_palette_pngs(folders: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_make_pseudo_labels_writes_palette_pngs(
+    folders: tuple[Path, Path], tmp_path: Path, workers: int
+) -> None:
     sal_dir, maps_dir = folders
     out = tmp_path / "pseudo_gt"
     with atomic_dir(out) as tmp:
         summary = make_pseudo_labels(
-            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, False, workers
         )
 
     assert sorted(p.name for p in out.iterdir()) == [f"{n}.png" for n in NAMES] + ["skipped.txt"]
@@ -123,7 +126,7 @@ def test_make_pseudo_labels_replaces_an_old_output(
     (out / "stale.png").write_bytes(b"old")
     with atomic_dir(out) as tmp:
         make_pseudo_labels(
-            NAMES[:1], LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
+            NAMES[:1], LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, False, workers=1
         )
     assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "skipped.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locmaps", "pseudo_gt", "saliency"]
@@ -141,16 +144,17 @@ def test_missing_inputs_lists_the_absent_files(folders: tuple[Path, Path]) -> No
     assert missing_inputs("img_c", [4], sal_dir, maps_dir) == [sal_dir / "img_c.png"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("missing", ["saliency/img_c.png", "locmaps/img_c_7.png"])
 def test_a_missing_input_raises_and_writes_nothing(
-    folders: tuple[Path, Path], tmp_path: Path, missing: str
+    folders: tuple[Path, Path], tmp_path: Path, missing: str, workers: int
 ) -> None:
     sal_dir, maps_dir = folders
     (tmp_path / missing).unlink()
     out = tmp_path / "pseudo_gt"
     with pytest.raises(DatasetError) as raised, atomic_dir(out) as tmp:
         make_pseudo_labels(
-            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, False, workers
         )
     message = str(raised.value)
     assert str(tmp_path / missing) in message  # the missing file
@@ -159,16 +163,17 @@ def test_a_missing_input_raises_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locmaps", "saliency"]  # no temporary
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("missing", ["saliency/img_c.png", "locmaps/img_c_7.png"])
 def test_skip_missing_skips_the_image(
-    folders: tuple[Path, Path], tmp_path: Path, missing: str
+    folders: tuple[Path, Path], tmp_path: Path, missing: str, workers: int
 ) -> None:
     sal_dir, maps_dir = folders
     (tmp_path / missing).unlink()
     out = tmp_path / "pseudo_gt"
     with atomic_dir(out) as tmp:
         summary = make_pseudo_labels(
-            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=True
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, True, workers
         )
 
     assert summary.skipped == ["img_c"]
@@ -191,7 +196,7 @@ def test_a_map_of_another_size_than_the_saliency_raises(
     out = tmp_path / "pseudo_gt"
     with pytest.raises(DatasetError, match="img_a_2.png"), atomic_dir(out) as tmp:
         make_pseudo_labels(
-            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, skip_missing=False
+            NAMES, LABELS, NUM_CLASSES, sal_dir, maps_dir, tmp, RULES, False, workers=1
         )
     assert not out.exists()
 

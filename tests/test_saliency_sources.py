@@ -1,11 +1,13 @@
-"""Tests of the saliency sources other than MB+: a local folder of maps, an archive of maps
-(both checked by the same code), and the ground-truth foreground (an analysis upper bound)."""
+"""Tests of the saliency sources: MB+ maps computed in worker processes, a local folder of
+maps, an archive of maps (both checked by the same code), and the ground-truth foreground (an
+analysis upper bound)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +15,19 @@ import pytest
 from PIL import Image
 
 from mcis_core.common.errors import ConfigError, DatasetError
-from mcis_core.common.io import read_gray
+from mcis_core.common.io import read_gray, read_rgb
 from mcis_core.common.layout import TRAIN_AUG, aug_mask_path, image_path, read_split, save_mask
 from mcis_core.common.params import RemoteFile, check_params_file
 from mcis_core.saliency.maps import (
+    compute_saliency_maps,
     copy_saliency_maps,
     fetch_saliency_maps,
     ground_truth_saliency_maps,
     mask_foreground,
 )
+from mcis_core.saliency.mbplus import compute_saliency
 from mcis_core.sections import SECTIONS
+from tests.params import section
 from tests.test_faults import fails, ok, set_params
 from tests.test_params import _params_with
 from tests.tiny import write_tiny_project
@@ -49,6 +54,26 @@ def write_maps(folder: Path, voc: Path, names: list[str]) -> dict[str, bytes]:
 
 def listing(folder: Path) -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# --- MB+ in worker processes -------------------------------------------------------------------
+
+
+def test_worker_processes_write_the_maps_of_one_process(voc: Path, tmp_path: Path) -> None:
+    names = read_split(voc, TRAIN_AUG)
+    params = replace(section("saliency").compute, batch_size=2)  # several batches
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        compute_saliency_maps(voc, names, tmp_path / str(workers), params, workers)
+    assert listing(tmp_path / "2") == listing(tmp_path / "1")
+    for name in names:  # each map is MB+ of its image alone
+        alone = compute_saliency(
+            [read_rgb(image_path(voc, name))],
+            max_side=params.max_side,
+            sweeps=params.sweeps,
+            boundary_width=params.boundary_width,
+        )[0]
+        assert np.array_equal(read_gray(tmp_path / "2" / f"{name}.png"), alone), name
 
 
 # --- a folder of maps ---------------------------------------------------------------------------

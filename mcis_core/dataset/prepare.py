@@ -31,13 +31,16 @@ def prepare_voc2012(params: Voc2012Params, cache_dir: Path, out: Path) -> dict[s
     return assemble(voc_tar, aug_archive, params.aug_format, out)
 
 
-def prepare_embedded(params: EmbeddedParams, seed: int, out: Path) -> dict[str, int]:
-    """Generate the embedded dataset as VOC-shaped archives and lay them out at `out`."""
+def prepare_embedded(
+    params: EmbeddedParams, seed: int, out: Path, workers: int = 1
+) -> dict[str, int]:
+    """Generate the embedded dataset (in `workers` processes) as VOC-shaped archives and lay
+    them out at `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with scratch_dir(out.parent / f"{out.name}-archives") as scratch:
         voc_tar = Path(scratch) / "VOCtrainval_embedded.tar"
         aug_tar = Path(scratch) / "SegmentationClassAug.tar"
-        write_archives(params, seed, voc_tar, aug_tar)
+        write_archives(params, seed, voc_tar, aug_tar, workers)
         return assemble(voc_tar, aug_tar, "segmentation_class_aug", out)
 
 

@@ -55,7 +55,15 @@ class Evaluation:
 def network_probs(net: torch.nn.Module, rgb: np.ndarray, params: EvaluateParams) -> torch.Tensor:
     """(C, H, W) class probabilities of one (H, W, 3) uint8 image: scales, windows, flips."""
     image = imagenet_normalize(TF.to_tensor(rgb)).to(next(net.parameters()).device)
-    return predict_probs(net, image, params.scales, params.window, params.stride_ratio, params.flip)
+    return predict_probs(
+        net,
+        image,
+        params.scales,
+        params.window,
+        params.stride_ratio,
+        params.flip,
+        params.pad_to_window,
+    )
 
 
 def predict(

@@ -5,8 +5,9 @@ evaluation script does it:
 
 - the image is resized to each scale bicubically;
 - at each scale it is cut into overlapping windows (an image smaller than a window is padded
-  with the ImageNet mean); each window's logits are upsampled (bilinearly) to the window and
-  turned into class probabilities, and the probabilities are averaged where windows overlap;
+  with the ImageNet mean, or with `pad_to_window` off runs at its own size); each window's
+  logits are upsampled (bilinearly) to the window and turned into class probabilities, and
+  the probabilities are averaged where windows overlap;
 - the probabilities of every scale and of the mirrored image (mirrored back) are resized to
   the image bicubically and averaged.
 """
@@ -34,23 +35,27 @@ def resize(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor
     return F.interpolate(maps, size=size, mode=mode, align_corners=False)
 
 
-def sliding_probs(net: nn.Module, images: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+def sliding_probs(
+    net: nn.Module, images: torch.Tensor, window: int, stride: int, pad_to_window: bool = True
+) -> torch.Tensor:
     """(N, 3, h, w) normalised images -> (N, K, h, w) class probabilities, averaged over the
-    overlapping windows."""
+    overlapping windows. A side shorter than the window is padded up to it (`pad_to_window`)
+    or taken whole: then the window shrinks to that side."""
     height, width = images.shape[-2:]
+    win_h, win_w = (window, window) if pad_to_window else (min(window, height), min(window, width))
     # zero padding of a normalised image is padding with the mean colour
-    padded = F.pad(images, (0, max(0, window - width), 0, max(0, window - height)))
+    padded = F.pad(images, (0, max(0, win_w - width), 0, max(0, win_h - height)))
     padded_h, padded_w = padded.shape[-2:]
     total, count = None, torch.zeros(padded_h, padded_w, device=images.device)
-    for top in window_starts(padded_h, window, stride):
-        for left in window_starts(padded_w, window, stride):
-            crop = padded[:, :, top : top + window, left : left + window]
-            logits = resize(net(crop), (window, window), "bilinear")  # (N, K, window, window)
+    for top in window_starts(padded_h, win_h, stride):
+        for left in window_starts(padded_w, win_w, stride):
+            crop = padded[:, :, top : top + win_h, left : left + win_w]
+            logits = resize(net(crop), (win_h, win_w), "bilinear")  # (N, K, win_h, win_w)
             probs = torch.softmax(logits, dim=1)
             if total is None:
                 total = images.new_zeros(len(images), probs.shape[1], padded_h, padded_w)
-            total[:, :, top : top + window, left : left + window] += probs
-            count[top : top + window, left : left + window] += 1
+            total[:, :, top : top + win_h, left : left + win_w] += probs
+            count[top : top + win_h, left : left + win_w] += 1
     return (total / count)[:, :, :height, :width]
 
 
@@ -67,6 +72,7 @@ def predict_probs(
     window: int,
     stride_ratio: float,
     flip: bool,
+    pad_to_window: bool = True,
 ) -> torch.Tensor:
     """(3, H, W) normalised image -> (K, H, W) class probabilities on the CPU, averaged over
     scales and flips. Runs on the net's device, in eval mode (the net's mode is restored)."""
@@ -81,7 +87,7 @@ def predict_probs(
             size = scaled_size(height, width, scale)
             scaled = resize(image[None].to(device), size, "bicubic")  # (1, 3, h, w)
             batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled  # (F, 3, h, w)
-            probs = sliding_probs(net, batch, window, stride)  # (F, K, h, w)
+            probs = sliding_probs(net, batch, window, stride, pad_to_window)  # (F, K, h, w)
             if flip:
                 probs[1] = probs[1].flip(-1)
             probs = resize(probs, (height, width), "bicubic").sum(0)  # (K, H, W)

@@ -32,6 +32,10 @@ class EvaluateParams:
     scales: tuple[float, ...] = param("image scales averaged", gt=0, le=4, min_items=1)
     window: int = param("sliding-window side at each scale, pixels", ge=8)
     stride_ratio: float = param("window stride as a fraction of the window", gt=0, le=1)
+    pad_to_window: bool = param(
+        "pad a scaled image smaller than the window up to it (the original's); false: run it "
+        "at its own size"
+    )
     flip: bool = param("also average the mirrored image")
     crf: CrfParams = param("the dense CRF")
     examples: int = param("overlays of image, truth, prediction in metrics/evaluate_plots", ge=0)

@@ -7,18 +7,19 @@ rules of `mcis_core.pseudo_gt.rules` and saves a VOC palette PNG per image.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mcis_core.common.device import default_device
 from mcis_core.common.errors import DatasetError
 from mcis_core.common.io import read_gray, write_names
 from mcis_core.common.layout import IGNORE_INDEX, save_mask
+from mcis_core.common.parallel import ordered_map
 from mcis_core.common.paths import label_path, locmap_path, saliency_map_path, skipped_list_path
 from mcis_core.pseudo_gt.params import PseudoLabelRules
 from mcis_core.pseudo_gt.rules import pseudo_label
@@ -72,24 +73,53 @@ def make_pseudo_labels(
     out: Path,
     rules: PseudoLabelRules,
     skip_missing: bool,
+    workers: int,
 ) -> PseudoGtSummary:
-    """Write out/<name>.png for every image; missing inputs raise or are skipped (and listed
-    in out/skipped.txt, so that the segmentation stage tells them from lost labels)."""
+    """Write out/<name>.png for every image (in `workers` processes); missing inputs raise or
+    are skipped (and listed in out/skipped.txt, so that the segmentation stage tells them
+    from lost labels)."""
+    write_one = functools.partial(
+        write_pseudo_label,
+        num_classes=num_classes,
+        sal_dir=sal_dir,
+        maps_dir=maps_dir,
+        out=out,
+        rules=rules,
+        skip_missing=skip_missing,
+    )
+    items = [(name, tuple(labels[name])) for name in names]
     summary = PseudoGtSummary()
-    for name in tqdm(names, desc="pseudo labels", unit="img"):
-        missing = missing_inputs(name, labels[name], sal_dir, maps_dir)
-        if missing and not skip_missing:
-            raise DatasetError(
-                f"{missing[0]}: missing for image {name} (pseudo_gt.on_missing: skip skips it)"
-            )
-        if missing:
+    for name, ignored, pixels in ordered_map(write_one, items, workers, desc="pseudo labels"):
+        if pixels == 0:
             summary.skipped.append(name)
             continue
-        label = label_image(name, labels[name], num_classes, sal_dir, maps_dir, rules)
-        save_mask(label_path(out, name), label)
-        ignored = int((label == IGNORE_INDEX).sum())
-        summary.fully_ignored += ignored == label.size
+        summary.fully_ignored += ignored == pixels
         summary.ignored_pixels += ignored
-        summary.pixels += label.size
+        summary.pixels += pixels
     write_names(skipped_list_path(out), summary.skipped)
     return summary
+
+
+def write_pseudo_label(
+    item: tuple[str, tuple[int, ...]],
+    *,
+    num_classes: int,
+    sal_dir: Path,
+    maps_dir: Path,
+    out: Path,
+    rules: PseudoLabelRules,
+    skip_missing: bool,
+) -> tuple[str, int, int]:
+    """Save the pseudo label of image (name, classes); return (name, ignored pixels, pixels),
+    pixels 0 for an image skipped for missing inputs."""
+    name, classes = item
+    missing = missing_inputs(name, classes, sal_dir, maps_dir)
+    if missing and not skip_missing:
+        raise DatasetError(
+            f"{missing[0]}: missing for image {name} (pseudo_gt.on_missing: skip skips it)"
+        )
+    if missing:
+        return name, 0, 0
+    label = label_image(name, classes, num_classes, sal_dir, maps_dir, rules)
+    save_mask(label_path(out, name), label)
+    return name, int((label == IGNORE_INDEX).sum()), label.size

@@ -7,6 +7,7 @@ ground-truth masks; either way data/saliency/<name>.png has the image's size, 25
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from mcis_core.common.layout import (
     fine_mask_path,
     image_path,
 )
+from mcis_core.common.parallel import ordered_map
 from mcis_core.common.params import RemoteFile
 from mcis_core.common.paths import saliency_map_path
 from mcis_core.remote.archives import extract
@@ -36,25 +38,32 @@ from mcis_core.saliency.params import SaliencyComputeParams
 
 
 def compute_saliency_maps(
-    voc_dir: Path, names: Sequence[str], out: Path, params: SaliencyComputeParams
+    voc_dir: Path, names: Sequence[str], out: Path, params: SaliencyComputeParams, workers: int
 ) -> None:
-    """Write out/<name>.png, the MB+ saliency of every named image."""
+    """Write out/<name>.png, the MB+ saliency of every named image, `params.batch_size` images
+    at a time in `workers` processes."""
     if default_device().type == "cpu":
         # thousands of small tensor ops: extra threads add contention, not speed
         torch.set_num_threads(1)
-    with tqdm(total=len(names), desc="saliency", unit="img") as bar:
-        for start in range(0, len(names), params.batch_size):
-            batch = names[start : start + params.batch_size]
-            images = [read_rgb(image_path(voc_dir, n)) for n in batch]
-            maps = compute_saliency(
-                images,
-                max_side=params.max_side,
-                sweeps=params.sweeps,
-                boundary_width=params.boundary_width,
-            )
-            for name, saliency in zip(batch, maps, strict=True):
-                save_gray(saliency_map_path(out, name), saliency)
-            bar.update(len(batch))
+    batches = [names[i : i + params.batch_size] for i in range(0, len(names), params.batch_size)]
+    write_batch = functools.partial(write_saliency_maps, voc_dir=voc_dir, out=out, params=params)
+    for _ in ordered_map(write_batch, batches, workers, desc="saliency", unit="batch"):
+        pass
+
+
+def write_saliency_maps(
+    names: Sequence[str], *, voc_dir: Path, out: Path, params: SaliencyComputeParams
+) -> None:
+    """Compute and write the MB+ maps of the named images, together."""
+    images = [read_rgb(image_path(voc_dir, n)) for n in names]
+    maps = compute_saliency(
+        images,
+        max_side=params.max_side,
+        sweeps=params.sweeps,
+        boundary_width=params.boundary_width,
+    )
+    for name, saliency in zip(names, maps, strict=True):
+        save_gray(saliency_map_path(out, name), saliency)
 
 
 def fetch_saliency_maps(

@@ -22,6 +22,9 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from mcis_core.common.cli import ERRORS_DIR_ENV
 from mcis_core.common.io import atomic_dir, shared_scratch
 
+# torch's intra-op threads as the process started (pinned by common/kernels.py when portable)
+MACHINE_THREADS = torch.get_num_threads()
+
 
 def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
     """Run `entry(*args)` in `nproc` processes (one per GPU, or over gloo on the CPU), as torchrun
@@ -82,6 +85,9 @@ def init_process() -> Process:
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
         torch.cuda.set_device(local_rank)
+    else:  # the processes of this machine share its threads
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, MACHINE_THREADS // local_world))
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     return Process(dist.get_rank() if world > 1 else 0, world, device)
 
