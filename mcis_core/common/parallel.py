@@ -19,8 +19,9 @@ from tqdm import tqdm
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# fork shares the loaded modules and the kernel settings of common/kernels.py; spawn (where
-# fork is missing) starts the workers under the environment those settings were written to
+# fork shares the loaded modules and the kernel settings of common/kernels.py and starts in
+# milliseconds; spawn (where fork is missing) re-imports torch under the environment those
+# settings were written to (the training's loader checks its workers got the same kernels)
 WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 CHUNKS_PER_WORKER = 8  # fewer round trips than one item a message, and still a balanced load
 
@@ -30,6 +31,12 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def local_processes() -> int:
+    """The processes of this run on this machine (LOCAL_WORLD_SIZE, set by torchrun and the
+    elastic launcher), which share its cores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
 def cpu_workers(setting: int | Literal["auto"]) -> int:

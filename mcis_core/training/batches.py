@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -22,13 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mcis_core.common.parallel import WORKER_START, available_cores, local_processes
+
 BATCH_ORDER_STREAM = 2**31  # the (seed, epoch, stream) of the shuffle; items use their index
 MAX_AUTO_WORKERS = 8  # more rarely speeds up a step, and each worker holds a copy of its data
-# fork inherits the trainer's loaded torch, kernel settings included (common/kernels.py), and
-# starts in milliseconds; spawn (where fork is missing) re-imports torch under the environment
-# the kernel settings were written to, and WorkerSetup checks it got the same kernels
-WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
 Batches = Callable[[int], list[list[int]]]  # epoch -> that epoch's batches of item indices
 
 
@@ -77,8 +73,7 @@ def data_workers(setting: int | Literal["auto"], device: torch.device) -> int:
 def cores_per_process() -> int:
     """The cores this process may run on, shared with the other training processes of this
     machine (LOCAL_WORLD_SIZE, set by torchrun and the elastic launcher)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, available_cores() // local_processes())
 
 
 @contextlib.contextmanager

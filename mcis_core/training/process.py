@@ -21,6 +21,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from mcis_core.common.cli import ERRORS_DIR_ENV
 from mcis_core.common.io import atomic_dir, shared_scratch
+from mcis_core.common.parallel import local_processes
 
 # torch's intra-op threads as the process started (pinned by common/kernels.py when portable)
 MACHINE_THREADS = torch.get_num_threads()
@@ -86,8 +87,7 @@ def init_process() -> Process:
     if cuda:
         torch.cuda.set_device(local_rank)
     else:  # the processes of this machine share its threads
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        torch.set_num_threads(max(1, MACHINE_THREADS // local_world))
+        torch.set_num_threads(max(1, MACHINE_THREADS // local_processes()))
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     return Process(dist.get_rank() if world > 1 else 0, world, device)
 
