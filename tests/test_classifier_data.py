@@ -79,7 +79,7 @@ def test_anchor_views_are_resized_from_the_original_resolution() -> None:
 
 
 def test_jitter_order_is_drawn_per_image() -> None:
-    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8))
     strength = (0.3, 0.3, 0.3, 0.1)
     orders = set()
     for seed in range(40):
@@ -89,9 +89,32 @@ def test_jitter_order_is_drawn_per_image() -> None:
         expected = image
         for step in order:
             expected = JITTER_STEPS[step](expected, factors[step])
-        assert torch.equal(colour_jitter(image, strength, np.random.default_rng(seed)), expected)
+        jittered = colour_jitter(image, strength, np.random.default_rng(seed))
+        assert np.array_equal(np.asarray(jittered), np.asarray(expected))
         orders.add(order)
     assert len(orders) > 10  # of the 24 orders
+
+
+def test_jitter_works_on_8_bit_images_as_the_original() -> None:
+    """Pure red with its 8-bit hue moved by int(0.5 * 255) = 127 of 255 steps lands in the
+    green-cyan sector at 6 * 127 / 255 = 2.988: (0, 255, 255 * 0.988 = 252), rounded on 8
+    bits."""
+    red = Image.new("RGB", (4, 4), (255, 0, 0))
+    turned = np.asarray(colour_jitter(red, (0.0, 0.0, 0.0, 0.5), FixedDraws(0.5)))
+    assert turned.dtype == np.uint8 and (turned == (0, 255, 252)).all()
+
+
+class FixedDraws:
+    """A stand-in generator: every uniform draw is `value`, the steps in their listed order."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def uniform(self, low: float, high: float) -> float:
+        return min(max(self.value, low), high) if low < high else low
+
+    def permutation(self, n: int) -> np.ndarray:
+        return np.arange(n)
 
 
 def test_the_anchor_may_be_its_own_partner(dataset: PairDataset) -> None:

@@ -126,8 +126,14 @@ def test_values_out_of_range_are_rejected(tmp_path: Path, changes: dict, message
     ("changes", "message"),
     [
         ({"classifier.coattention": False}, r"classifier\.contrastive: needs coattention"),
-        ({"classifier.use_epoch": 18}, r"classifier\.use_epoch: 18 must be below epochs \(18\)"),
-        ({"classifier.warmup_epochs": 18}, r"classifier\.warmup_epochs: 18 must be below"),
+        (
+            {"classifier.epochs": 18, "classifier.use_epoch": 18},
+            r"classifier\.use_epoch: 18 must be below epochs \(18\)",
+        ),
+        (
+            {"classifier.epochs": 18, "classifier.warmup_epochs": 18},
+            r"classifier\.warmup_epochs: 18 must be below",
+        ),
         ({"classifier.views": [0.75, 1.0]}, r"classifier\.views: \[0\.75, 1\.0\] must start"),
         ({"classifier.nproc": 3}, r"classifier\.batch_size: 8 must be a multiple of nproc \(3\)"),
         ({"classifier.backbone": "vgg16"}, r"classifier\.backbone: vgg16 is the paper's network"),

@@ -17,7 +17,13 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from mcis_core.common.layout import image_path
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
+from mcis_core.models.inputs import (
+    anchor_views,
+    imagenet_normalize,
+    open_rgb,
+    square,
+    square_image,
+)
 from mcis_core.training.batches import EpochDataset
 
 MIRROR_PROB = 0.5  # warm-up images are mirrored with this probability
@@ -34,10 +40,11 @@ JITTER_STEPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, 
 
 
 def colour_jitter(
-    image: torch.Tensor, strength: Sequence[float], rng: np.random.Generator
-) -> torch.Tensor:
+    image: Image.Image, strength: Sequence[float], rng: np.random.Generator
+) -> Image.Image:
     """Brightness, contrast, saturation and hue jitter with factors drawn from `rng`, applied
-    in an order drawn per image, as torchvision's ColorJitter (the original's) does."""
+    in an order drawn per image, as torchvision's ColorJitter does in the original: on the
+    resized 8-bit image, before it becomes a tensor (each step rounds to 8 bits)."""
     brightness, contrast, saturation, hue = strength
     factors = (
         rng.uniform(1 - brightness, 1 + brightness),
@@ -48,6 +55,13 @@ def colour_jitter(
     for step in rng.permutation(len(JITTER_STEPS)):
         image = JITTER_STEPS[step](image, factors[step])
     return image
+
+
+def jittered_square(
+    image: Image.Image, side: int, strength: Sequence[float], rng: np.random.Generator
+) -> torch.Tensor:
+    """(3, side, side) square of `image`, colour-jittered, in [0, 1] (not normalised)."""
+    return TF.to_tensor(colour_jitter(square_image(image, side), strength, rng))
 
 
 class LabelledImages(EpochDataset):
@@ -109,15 +123,16 @@ class PairDataset(LabelledImages):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
         partner = self.partner_of(index, rng)
-        original = self.original(index)
-        anchor, other = square(original, self.input_size), self.image(partner)
+        original, side = self.original(index), self.input_size
         item = {
-            "anchor": imagenet_normalize(colour_jitter(anchor, self.jitter, rng)),
-            "partner": imagenet_normalize(colour_jitter(other, self.jitter, rng)),
+            "anchor": imagenet_normalize(jittered_square(original, side, self.jitter, rng)),
+            "partner": imagenet_normalize(
+                jittered_square(self.original(partner), side, self.jitter, rng)
+            ),
             "y_a": self.target(index),
             "y_b": self.target(partner),
         }
-        for i, view in enumerate(anchor_views(original, self.input_size, self.view_scales)):
+        for i, view in enumerate(anchor_views(original, side, self.view_scales)):
             item[f"view{i}"] = imagenet_normalize(view)
         return item
 
@@ -141,7 +156,7 @@ class WarmupDataset(LabelledImages):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
-        image = colour_jitter(self.image(index), self.jitter, rng)
+        image = jittered_square(self.original(index), self.input_size, self.jitter, rng)
         if rng.random() < MIRROR_PROB:
             image = TF.hflip(image)
         return {"anchor": imagenet_normalize(image), "y_a": self.target(index)}

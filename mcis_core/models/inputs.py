@@ -28,9 +28,14 @@ def open_rgb(path: Path) -> Image.Image:
         return img.convert("RGB")
 
 
+def square_image(image: Image.Image, side: int) -> Image.Image:
+    """The image resized bilinearly to a side x side square (8 bits per channel)."""
+    return image.resize((side, side), Image.Resampling.BILINEAR)
+
+
 def square(image: Image.Image, side: int) -> torch.Tensor:
     """A (3, side, side) float tensor in [0, 1]: the image resized bilinearly to a square."""
-    return TF.to_tensor(image.resize((side, side), Image.Resampling.BILINEAR))
+    return TF.to_tensor(square_image(image, side))
 
 
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
