@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.saliency_bench
 	$(VENV)/bin/python -m bench.classifier_bench
+	$(VENV)/bin/python -m bench.jitter_bench
 	$(VENV)/bin/python -m bench.throughput_bench
 	$(VENV)/bin/python -m bench.locmaps_bench
 	$(VENV)/bin/python -m bench.crf_bench
