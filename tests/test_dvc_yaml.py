@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mcis_core.common.code import PACKAGES, REPO, import_closure
 from mcis_core.common.paths import stage_paths
-from tests.imports import PACKAGES, REPO, import_closure, is_docstring_only
+from tests.imports import is_docstring_only
 from tests.params import section
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())

@@ -71,11 +71,13 @@ def build_model(params: ClassifierParams, num_classes: int, seed: int) -> CoAtte
 
 def training_fingerprint(params: ClassifierParams, seed: int, voc_dir: Path) -> str:
     """What determines the checkpoints: params (not the process and worker counts, nor the
-    exported epoch), seed, the dataset and the ImageNet weights, if any."""
+    exported epoch), seed, the dataset, the ImageNet weights, if any, and this module's
+    source with all it imports."""
     inputs = [voc_dir]
     if params.pretrained == "imagenet":
         inputs.append(weights_file(VGG16_IMAGENET_URL, params.pretrained_path, PRETRAINED_PARAM))
-    return run_fingerprint(params, seed, inputs, ignored=("nproc", "num_workers", "use_epoch"))
+    ignored = ("nproc", "num_workers", "use_epoch")
+    return run_fingerprint(params, seed, inputs, ignored, code=Path(__file__))
 
 
 def export_meta(params: ClassifierParams, classes: tuple[str, ...]) -> dict:

@@ -52,7 +52,8 @@ def training_fingerprint(
     params: SegmentationParams, seed: int, voc_dir: Path, label_dir: Path, classifier: Path
 ) -> str:
     """What determines the checkpoints: params (not the process and worker counts), seed, the
-    dataset, the labels and the initial weights (the classifier's, or ImageNet's)."""
+    dataset, the labels, the initial weights (the classifier's, or ImageNet's) and this
+    module's source with all it imports."""
     inputs = [voc_dir, label_dir]
     if params.pretrained == "classifier":
         inputs.append(classifier)
@@ -60,7 +61,7 @@ def training_fingerprint(
         inputs.append(
             weights_file(RESNET101_IMAGENET_URL, params.pretrained_path, PRETRAINED_PARAM)
         )
-    return run_fingerprint(params, seed, inputs, ignored=("nproc", "num_workers"))
+    return run_fingerprint(params, seed, inputs, ("nproc", "num_workers"), code=Path(__file__))
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Checkpoints of one training configuration in a folder (a DVC `persist` output).
 
-Each checkpoint carries a fingerprint of everything that determines training, so a run
-resumes only from checkpoints of its own configuration.
+Each checkpoint carries a fingerprint of everything that determines training (params, seed,
+inputs and the training's source code), so a run resumes only from checkpoints of its own
+configuration and code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from mcis_core.common.code import source_digest
 from mcis_core.common.io import atomic_file, canonical
 
 CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)\.pt")
@@ -43,13 +45,14 @@ def tree_digest(path: Path) -> str:
 
 
 def run_fingerprint(
-    params: object, seed: int, inputs: Iterable[Path], ignored: Iterable[str]
+    params: object, seed: int, inputs: Iterable[Path], ignored: Iterable[str], code: Path
 ) -> str:
     """What determines a run's checkpoints: its params (but those `ignored`, which change how
-    it runs, not what it computes), seed, and the contents of its input files and folders
-    (data, labels, initial weights)."""
+    it runs, not what it computes), seed, the contents of its input files and folders (data,
+    labels, initial weights) and the source of the module `code` with all it imports."""
     relevant = {k: v for k, v in asdict(params).items() if k not in set(ignored)}
-    return fingerprint(relevant, seed, [tree_digest(path) for path in inputs])
+    digests = [tree_digest(path) for path in inputs]
+    return fingerprint(relevant, seed, digests, source_digest(code))
 
 
 class Checkpoints:
