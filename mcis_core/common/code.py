@@ -7,8 +7,9 @@ same code, `source_digest`) and the test that dvc.yaml's deps follow the imports
 from __future__ import annotations
 
 import ast
-import hashlib
 from pathlib import Path
+
+from mcis_core.common.io import files_digest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("mcis_core", "stages")
@@ -59,8 +60,4 @@ def import_closure(entry: Path, root: Path = REPO) -> set[Path]:
 
 def source_digest(entry: Path, root: Path = REPO) -> str:
     """md5 over the relative paths and contents of `entry`'s import closure."""
-    digest = hashlib.md5()
-    for path in sorted(import_closure(Path(entry).resolve(), root)):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return files_digest(sorted(import_closure(Path(entry).resolve(), root)), root)

@@ -8,12 +8,13 @@ that looks complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,17 @@ def canonical(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(canonical(v) for v in value)
     return value
+
+
+def files_digest(files: Iterable[Path], root: Path) -> str:
+    """md5 over the paths relative to `root` and the contents of `files`, in the given order."""
+    digest = hashlib.md5()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, data: object) -> None:

@@ -6,9 +6,8 @@ batch that loads it: DDP with any number of processes sees the data of one proce
 resumed run the data of an uninterrupted one, and any `num_workers` the data of none.
 Two more things make that last claim hold bit for bit: items are computed on one intra-op
 thread wherever they load (a float reduction in an item, such as a mean, rounds differently
-on two threads), and the
-loader draws its workers' seeds from a generator of its own, not from torch's global one
-(which the trainings' dropout uses).
+on two threads), and the loader draws its workers' seeds from a generator of its own, not
+from torch's global one (which the trainings' dropout uses).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mcis_core.common.code import source_digest
-from mcis_core.common.io import atomic_file, canonical
+from mcis_core.common.io import atomic_file, canonical, files_digest
 
 CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)\.pt")
 
@@ -34,14 +34,9 @@ def tree_digest(path: Path) -> str:
     Ties checkpoints to the exact data and weights they were trained from (seconds on VOC).
     """
     path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    digest = hashlib.md5()
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
+    if path.is_file():
+        return files_digest([path], path.parent)
+    return files_digest(sorted(p for p in path.rglob("*") if p.is_file()), path)
 
 
 def run_fingerprint(
