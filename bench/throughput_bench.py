@@ -1,12 +1,13 @@
-"""Benchmark: training-step throughput of the default models against the machine's matmul peak.
+"""Benchmark: training-step throughput of the default models against the machine's peak.
 
 The classifier's warm-up step (one image per row) and MCIS pair step (anchor, partner and
 three views), and the segmentation network's step, each on the model, batch and input size
 of params.yaml, run on the CPU under the pipeline's kernel settings (`base.cpu_kernels`,
 pinned before torch loads, as in the stages). FLOPs are counted by torch's FlopCounterMode
-(convolutions and matmuls, forward and backward). The yardstick is a float32 matmul measured
-in the same run: under the same kernel settings (what the step can reach) and, in a child
-process, with the libraries' own choice of instruction set (`native`). Prints JSON.
+(convolutions and matmuls, forward and backward). The yardstick is oneDNN's float32
+throughput on a GEMM-shaped convolution (`bench.conv_peak`) measured in the same run: under
+the same kernel settings (what the step can reach) and, in a child process, with the
+libraries' own choice of instruction set (`native`). Prints JSON.
 
     python -m bench.throughput_bench [--steps N]
 """
@@ -26,7 +27,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from bench.classifier_bench import NUM_CLASSES, synthetic_batch  # noqa: E402
-from bench.matmul_peak import matmul_gflops  # noqa: E402
+from bench.conv_peak import conv_gflops  # noqa: E402
 from mcis_core.classifier.loss import MCISObjective  # noqa: E402
 from mcis_core.classifier.params import ClassifierParams  # noqa: E402
 from mcis_core.classifier.train import build_model  # noqa: E402
@@ -37,13 +38,13 @@ from mcis_core.segmentation.params import SegmentationParams  # noqa: E402
 from mcis_core.segmentation.train import model_config, segmentation_loss  # noqa: E402
 
 
-def native_matmul_gflops(threads: int) -> float:
-    """matmul_gflops in a child process free of the portable kernels' instruction-set caps,
+def native_conv_gflops(threads: int) -> float:
+    """conv_gflops in a child process free of the portable kernels' instruction-set caps,
     on the same number of threads."""
     env = {k: v for k, v in os.environ.items() if k not in PORTABLE}
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     out = subprocess.run(
-        [sys.executable, "-m", "bench.matmul_peak"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "bench.conv_peak"], env=env, capture_output=True, text=True,
         check=True,
     )  # fmt: skip
     return float(out.stdout.strip().splitlines()[-1])
@@ -109,12 +110,12 @@ def segmentation_step() -> Callable[[], None]:
 
 def main(steps: int) -> dict:
     threads = torch.get_num_threads()
-    peak = matmul_gflops()
+    peak = conv_gflops()
     result: dict = {
         "cpu_kernels": cpu_kernels_setting(),
         "threads": threads,
-        "matmul_gflops": round(peak, 1),
-        "matmul_gflops_native": round(native_matmul_gflops(threads), 1),
+        "peak_gflops": round(peak, 1),
+        "peak_gflops_native": round(native_conv_gflops(threads), 1),
     }
     for name, step in {**classifier_steps(), "segmentation": segmentation_step()}.items():
         seconds, gflop = measure(step, steps)
@@ -122,8 +123,8 @@ def main(steps: int) -> dict:
             "ms_per_step": round(seconds * 1e3, 1),
             "gflop_per_step": round(gflop, 2),
             "gflops": round(gflop / seconds, 1),
-            "of_matmul": round(gflop / seconds / peak, 3),
-            "of_native_matmul": round(gflop / seconds / result["matmul_gflops_native"], 3),
+            "of_peak": round(gflop / seconds / peak, 3),
+            "of_native_peak": round(gflop / seconds / result["peak_gflops_native"], 3),
         }
     return result
 

@@ -13,7 +13,7 @@ from mcis_core.classifier.data import JITTER_STEPS, PairDataset, colour_jitter, 
 from mcis_core.common.io import read_names
 from mcis_core.common.layout import LIST_DIR, read_class_labels
 from mcis_core.dataset.voc import VOC_CLASSES
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
+from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square, square_image
 from mcis_core.training.batches import epoch_batches, shard
 
 
@@ -68,7 +68,7 @@ def stripes(side: int) -> Image.Image:
 
 def test_anchor_views_are_resized_from_the_original_resolution() -> None:
     original = stripes(64)
-    views = anchor_views(original, 32, (1.0, 0.75, 2.0))
+    views = anchor_views(original, square_image(original, 32), (1.0, 0.75, 2.0))
     assert [tuple(v.shape) for v in views] == [(3, 32, 32), (3, 24, 24), (3, 64, 64)]
     assert torch.equal(views[0], TF.hflip(square(original, 32)))
     assert torch.equal(views[1], square(original, 24))

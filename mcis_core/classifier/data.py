@@ -57,11 +57,11 @@ def colour_jitter(
     return image
 
 
-def jittered_square(
-    image: Image.Image, side: int, strength: Sequence[float], rng: np.random.Generator
+def jittered(
+    image: Image.Image, strength: Sequence[float], rng: np.random.Generator
 ) -> torch.Tensor:
-    """(3, side, side) square of `image`, colour-jittered, in [0, 1] (not normalised)."""
-    return TF.to_tensor(colour_jitter(square_image(image, side), strength, rng))
+    """(3, H, W) tensor of the colour-jittered 8-bit `image`, in [0, 1] (not normalised)."""
+    return TF.to_tensor(colour_jitter(image, strength, rng))
 
 
 class LabelledImages(EpochDataset):
@@ -124,15 +124,15 @@ class PairDataset(LabelledImages):
         rng = self.rng(index)
         partner = self.partner_of(index, rng)
         original, side = self.original(index), self.input_size
+        resized = square_image(original, side)
+        partner_resized = square_image(self.original(partner), side)
         item = {
-            "anchor": imagenet_normalize(jittered_square(original, side, self.jitter, rng)),
-            "partner": imagenet_normalize(
-                jittered_square(self.original(partner), side, self.jitter, rng)
-            ),
+            "anchor": imagenet_normalize(jittered(resized, self.jitter, rng)),
+            "partner": imagenet_normalize(jittered(partner_resized, self.jitter, rng)),
             "y_a": self.target(index),
             "y_b": self.target(partner),
         }
-        for i, view in enumerate(anchor_views(original, side, self.view_scales)):
+        for i, view in enumerate(anchor_views(original, resized, self.view_scales)):
             item[f"view{i}"] = imagenet_normalize(view)
         return item
 
@@ -156,7 +156,7 @@ class WarmupDataset(LabelledImages):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
-        image = jittered_square(self.original(index), self.input_size, self.jitter, rng)
+        image = jittered(square_image(self.original(index), self.input_size), self.jitter, rng)
         if rng.random() < MIRROR_PROB:
             image = TF.hflip(image)
         return {"anchor": imagenet_normalize(image), "y_a": self.target(index)}

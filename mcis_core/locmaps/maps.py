@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
@@ -35,7 +36,13 @@ from mcis_core.common.io import save_gray
 from mcis_core.common.layout import image_path
 from mcis_core.common.paths import locmap_path
 from mcis_core.locmaps.bank import FeatureBank
-from mcis_core.models.inputs import anchor_views, imagenet_normalize, open_rgb, square
+from mcis_core.models.inputs import (
+    anchor_views,
+    imagenet_normalize,
+    open_rgb,
+    square,
+    square_image,
+)
 
 MAX_VALUE = 255.0  # the maps are saved as 8-bit images
 
@@ -191,11 +198,9 @@ class Localizer:
     def maps(self, plan: AnchorPlan) -> torch.Tensor:
         """(P, H, W) uint8 maps of the plan's classes at the original image size."""
         original = self.source.original(plan.index)
-        image = square(original, self.source.input_size)
-        views = [
-            self.features(v)
-            for v in anchor_views(original, self.source.input_size, self.view_scales)
-        ]
+        resized = square_image(original, self.source.input_size)
+        image = TF.to_tensor(resized)
+        views = [self.features(v) for v in anchor_views(original, resized, self.view_scales)]
         cached = None if self.naive else self.input_features(plan.index)
 
         def anchor() -> torch.Tensor:

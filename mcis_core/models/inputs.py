@@ -44,15 +44,16 @@ def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
 
 
 def anchor_views(
-    image: Image.Image, input_size: int, scales: Sequence[float]
+    image: Image.Image, resized: Image.Image, scales: Sequence[float]
 ) -> list[torch.Tensor]:
     """The views of an anchor paired with it, each resized from the image at its own
-    resolution as the original does: scale 1.0 is the mirror of the input-size square, any
-    other scale a square of side input_size * scale."""
+    resolution as the original does: scale 1.0 is the mirror of `resized`, the anchor's
+    input-size square (resized once for the anchor and its mirror), any other scale a square
+    of side input size * scale."""
     views = []
     for scale in scales:
         if scale == 1.0:
-            views.append(TF.hflip(square(image, input_size)))
+            views.append(TF.hflip(TF.to_tensor(resized)))
         else:
-            views.append(square(image, max(MIN_VIEW_SIDE, round(input_size * scale))))
+            views.append(square(image, max(MIN_VIEW_SIDE, round(resized.width * scale))))
     return views
