@@ -65,3 +65,7 @@ def ordered_map(
     with context.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         results = pool.imap(function, items, chunksize=chunk)
         yield from tqdm(results, total=len(items), desc=desc, unit=unit)
+        # let the workers finish and exit: the pool's exit would signal them (SIGTERM), and a
+        # worker that inherited a handler for it instead of the default can hang the join
+        pool.close()
+        pool.join()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -46,7 +47,7 @@ def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
     # the elastic launcher logs a failed process with a traceback of its own: quiet it, and
     # print the processes' first error instead (each leaves its own in ERRORS_DIR_ENV)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory() as errors:
+    with tempfile.TemporaryDirectory() as errors, signal_handlers_kept():
         os.environ[ERRORS_DIR_ENV] = errors
         try:
             elastic_launch(config, entry)(*args)
@@ -62,6 +63,21 @@ def launch(nproc: int, entry: Callable[..., None], *args: object) -> None:
             raise SystemExit(1) from None
         finally:
             del os.environ[ERRORS_DIR_ENV]
+
+
+@contextlib.contextmanager
+def signal_handlers_kept() -> Iterator[None]:
+    """Put back, on leaving, the handlers of the signals the elastic launcher takes over and
+    keeps (it turns them into exceptions): processes forked later would inherit them."""
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    signals = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    saved = {number: signal.getsignal(number) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            if handler is not None:  # None: set outside Python, cannot be put back from here
+                signal.signal(number, handler)
 
 
 @dataclass(frozen=True)
